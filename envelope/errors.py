@@ -1,0 +1,224 @@
+"""The one error hierarchy of envelope, shared by both planes.
+
+Every exception the library raises on purpose derives from `EnvelopeError`.
+Error messages never carry key material, plaintext or ciphertext bytes: they
+name the parameter, the operation or the object, and nothing secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "AuthenticationError",
+    "ContainerExistsError",
+    "ContainerNotFoundError",
+    "DependencyTimeoutError",
+    "DisabledError",
+    "EnvelopeError",
+    "FormatError",
+    "IncorrectKeyError",
+    "InvalidCiphertextError",
+    "InvalidGrantTokenError",
+    "InvalidKeyUsageError",
+    "KMSInternalError",
+    "KMSInvalidStateError",
+    "KeyUnavailableError",
+    "KeystoreError",
+    "KmsConnectionError",
+    "KmsError",
+    "NotFoundError",
+    "ObjectExistsError",
+    "ObjectNotFoundError",
+    "StorageError",
+    "ThrottlingError",
+    "UnsupportedFormatError",
+    "ValidationError",
+    "kms_error_for_code",
+]
+
+
+class EnvelopeError(Exception):
+    """Root of every error envelope raises on purpose."""
+
+
+class ValidationError(EnvelopeError, ValueError):
+    """A caller passed a bad argument. Raised before any I/O or network call."""
+
+
+class FormatError(EnvelopeError):
+    """A stored document (container header, message header) is malformed.
+
+    Raised for structure the reader cannot parse at all: wrong version, bad
+    lengths, bad JSON. Integrity failures are `AuthenticationError`.
+    """
+
+
+class UnsupportedFormatError(FormatError):
+    """Well-formed input in a format or algorithm suite this library refuses."""
+
+
+class AuthenticationError(EnvelopeError):
+    """An integrity check failed. One type, one message, for every check.
+
+    The message deliberately does not say which check failed (header tag,
+    key commitment, frame tag, sequence, truncation, name binding...), so a
+    caller probing with forged inputs learns nothing from it.
+    """
+
+    MESSAGE = "authentication failed: the data is corrupt, tampered with, or not what was asked for"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.MESSAGE)
+
+
+class StorageError(EnvelopeError):
+    """A storage backend failed; the underlying cause is chained (`__cause__`)."""
+
+
+class ObjectExistsError(StorageError, FileExistsError):
+    """A create-only write found the object already there. Nothing was changed."""
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """The object (or container) does not exist."""
+
+
+class ContainerExistsError(ObjectExistsError):
+    """A container already exists at that location; it was left untouched."""
+
+
+class ContainerNotFoundError(ObjectNotFoundError):
+    """No container header at that location."""
+
+
+class KeystoreError(EnvelopeError):
+    """The local keystore is unusable (unsafe permissions, corrupt files)."""
+
+
+class KmsError(EnvelopeError):
+    """A KMS operation failed.
+
+    `code` is the KMS error code string (e.g. ``"DisabledException"``),
+    `retryable` says whether envelope retries it, `http_status` is the HTTP
+    status of the response when there was one.
+    """
+
+    code: str = "KMSError"
+    retryable: bool = False
+    default_http_status: int | None = 400
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        operation: str | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        self.http_status = http_status if http_status is not None else self.default_http_status
+        self.operation = operation
+        text = f"{self.code}: {message}" if message else self.code
+        if operation:
+            text = f"{operation} failed: {text}"
+        super().__init__(text)
+
+
+class DependencyTimeoutError(KmsError):
+    code = "DependencyTimeoutException"
+    retryable = True
+    default_http_status = 500
+
+
+class DisabledError(KmsError):
+    code = "DisabledException"
+
+
+class InvalidGrantTokenError(KmsError):
+    code = "InvalidGrantTokenException"
+
+
+class InvalidKeyUsageError(KmsError):
+    code = "InvalidKeyUsageException"
+
+
+class KeyUnavailableError(KmsError):
+    code = "KeyUnavailableException"
+    retryable = True
+    default_http_status = 500
+
+
+class KMSInternalError(KmsError):
+    code = "KMSInternalException"
+    retryable = True
+    default_http_status = 500
+
+
+class KMSInvalidStateError(KmsError):
+    code = "KMSInvalidStateException"
+
+
+class NotFoundError(KmsError):
+    code = "NotFoundException"
+
+
+class InvalidCiphertextError(KmsError):
+    code = "InvalidCiphertextException"
+
+
+class IncorrectKeyError(KmsError):
+    code = "IncorrectKeyException"
+
+
+class AccessDeniedError(KmsError):
+    code = "AccessDeniedException"
+    default_http_status = 403
+
+
+class ThrottlingError(KmsError):
+    code = "ThrottlingException"
+    retryable = True
+
+
+class KmsConnectionError(KmsError):
+    """KMS could not be reached or did not answer in time (no KMS error code)."""
+
+    code = "ConnectionError"
+    retryable = True
+    default_http_status = None
+
+
+_BY_CODE: dict[str, type[KmsError]] = {
+    cls.code: cls
+    for cls in (
+        DependencyTimeoutError,
+        DisabledError,
+        InvalidGrantTokenError,
+        InvalidKeyUsageError,
+        KeyUnavailableError,
+        KMSInternalError,
+        KMSInvalidStateError,
+        NotFoundError,
+        InvalidCiphertextError,
+        IncorrectKeyError,
+        AccessDeniedError,
+        ThrottlingError,
+    )
+}
+# Throttling arrives under several codes depending on the service front end.
+for _alias in ("Throttling", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException"):
+    _BY_CODE[_alias] = ThrottlingError
+# moto's IAM enforcement reports denial as code "403"; real KMS says AccessDeniedException.
+_BY_CODE["403"] = AccessDeniedError
+_BY_CODE["AccessDenied"] = AccessDeniedError
+
+
+def kms_error_for_code(
+    code: str, message: str = "", *, http_status: int | None = None, operation: str | None = None
+) -> KmsError:
+    """Build the typed error for a KMS error code (unknown codes give a plain `KmsError`)."""
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return KmsError(message, code=code, http_status=http_status, operation=operation)
+    return cls(message, code=code, http_status=http_status, operation=operation)

@@ -1,0 +1,98 @@
+"""The storage contract both planes write through.
+
+A `Store` is rooted at one location (a directory, or an S3 bucket + prefix).
+Names are relative, `/`-separated, validated by `validate_name` before any
+I/O. Guarantees every implementation keeps:
+
+- create-only writes never replace an existing object (`ObjectExistsError`);
+- a streamed object becomes visible only when its writer commits; an abort,
+  an exception or a crash leaves nothing visible under that name;
+- readers are seekable: the size is known and any range can be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+BytesLike = bytes | bytearray | memoryview
+
+__all__ = ["BytesLike", "ObjectWriter", "RandomAccessReader", "Store"]
+
+
+class ObjectWriter(Protocol):
+    """A create-only (or overwriting) streaming write. Invisible until `commit()`."""
+
+    def write(self, data: BytesLike, /) -> int:
+        """Append bytes (bytes, bytearray or memoryview); returns len(data)."""
+        ...
+
+    def commit(self) -> None:
+        """Make the object visible atomically. Raises ObjectExistsError in create-only mode."""
+        ...
+
+    def abort(self) -> None:
+        """Discard everything written. Idempotent; safe after a failed commit."""
+        ...
+
+    def __enter__(self) -> ObjectWriter: ...
+
+    def __exit__(self, *exc: object) -> None:
+        """commit() on a clean exit, abort() on an exception."""
+        ...
+
+
+class RandomAccessReader(Protocol):
+    """Positional reads from one immutable object of known size."""
+
+    @property
+    def size(self) -> int: ...
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
+        """Fill buf from offset; returns bytes read (fewer only at end of object)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> RandomAccessReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A flat namespace of objects under one root."""
+
+    @property
+    def url(self) -> str:
+        """Where this store lives, as a URL (``file:///...`` or ``s3://bucket/prefix``)."""
+        ...
+
+    def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None: ...
+
+    def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes: ...
+
+    def open_writer(self, name: str, *, overwrite: bool = False) -> ObjectWriter: ...
+
+    def open_reader(self, name: str) -> RandomAccessReader: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def size(self, name: str) -> int: ...
+
+    def delete(self, name: str) -> None:
+        """Remove an object; ObjectNotFoundError if it is not there."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Every object name starting with prefix (recursively), in sorted order."""
+        ...
+
+    def list_children(self, prefix: str = "") -> Iterator[str]:
+        """Immediate children under a directory-like prefix ('' or ending in '/'):
+        object names, and sub-prefixes ending in '/'. Like S3's Delimiter='/'."""
+        ...
+
+    def substore(self, prefix: str) -> Store:
+        """A store rooted at prefix (a validated name) below this one."""
+        ...

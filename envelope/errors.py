@@ -119,6 +119,8 @@ class KmsError(EnvelopeError):
             self.code = code
         self.http_status = http_status if http_status is not None else self.default_http_status
         self.operation = operation
+        self.http_attempts = 1  # HTTP attempts botocore made inside the failed call
+        self.attempts = 1  # total attempts envelope made, retries included
         text = f"{self.code}: {message}" if message else self.code
         if operation:
             text = f"{operation} failed: {text}"

@@ -86,8 +86,9 @@ class KmsFaults:
             return len(self.sent) if op is None else self.sent.count(op)
 
     @staticmethod
-    def fail_times(code: str, times: int, status: int | None = None, op: str | None = None
-                   ) -> Callable[[str], tuple[str, int | None] | None]:
+    def fail_times(
+        code: str, times: int, status: int | None = None, op: str | None = None
+    ) -> Callable[[str], tuple[str, int | None] | None]:
         left = [times]
 
         def script(name: str) -> tuple[str, int | None] | None:

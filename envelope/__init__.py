@@ -12,9 +12,12 @@ from envelope.errors import (
     StorageError,
     ValidationError,
 )
+from envelope.header import ContainerHeader, EncryptedDataKey
 
 __all__ = [
     "AuthenticationError",
+    "ContainerHeader",
+    "EncryptedDataKey",
     "EnvelopeError",
     "FormatError",
     "KmsError",

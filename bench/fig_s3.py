@@ -1,0 +1,123 @@
+"""Figure 8: S3 streaming put/get through our S3-backed containers against boto3's
+plaintext `upload_fileobj` / `download_fileobj`, same moto_server, interleaved.
+
+Both sides read the same generated stream (no big buffer) and drain into a
+counting sink. Ours: `open_writer` fed 1 MiB at a time (multipart upload
+by our S3 store), `open_reader` read 1 MiB at a time (ranged GETs). boto3:
+its default TransferConfig (8 MiB parts, up to 10 threads). Informational:
+the issue sets no target for it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from bench import ours
+from bench.env import REGION
+from bench.report import verdict
+from bench.stats import interleave, paired_ratios, summarize, throughput
+from bench.streams import CountingSink, CountingWriter, MiB, PatternSource
+
+IO_CHUNK = MiB
+
+
+def run(cfg: Any, ctx: Any) -> dict[str, Any]:
+    import boto3
+
+    if not ours.dataplane_available():
+        raise RuntimeError("needs dataplane.DataPlane and controlplane.ControlPlane")
+    from controlplane import ControlPlane
+    from dataplane import DataPlane
+    from envelope.kms import AwsKms
+
+    url = ctx.moto_server()
+    size = cfg.s3_size
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=url)
+    kms_client = boto3.client("kms", region_name=REGION, endpoint_url=url)
+    arn = kms_client.create_key(Description="bench s3")["KeyMetadata"]["Arn"]
+    kms = AwsKms(kms_client)
+    bucket = f"envelope-bench-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    location = f"s3://{bucket}/container"
+    ControlPlane(kms, s3_client=s3).create_container(location, key_id=arn, encryption_context={"tenant": "bench"})
+    plane = DataPlane(kms, s3_client=s3)
+    names = iter(range(1 << 30))
+    buf = memoryview(bytearray(IO_CHUNK))
+
+    with plane.open(location) as container:
+
+        def ours_put() -> float:
+            name = f"put-{next(names)}"
+            source = PatternSource(size)
+            start = time.perf_counter()
+            with container.open_writer(name) as writer:
+                while n := source.readinto(buf):
+                    writer.write(buf[:n])
+            seconds = time.perf_counter() - start
+            s3.delete_object(Bucket=bucket, Key=f"container/objects/{name}")
+            return seconds
+
+        def boto3_put() -> float:
+            key = f"plain/put-{next(names)}"
+            start = time.perf_counter()
+            s3.upload_fileobj(PatternSource(size), bucket, key)  # type: ignore[arg-type]
+            seconds = time.perf_counter() - start
+            s3.delete_object(Bucket=bucket, Key=key)
+            return seconds
+
+        with container.open_writer("get-source") as writer:
+            source = PatternSource(size)
+            while n := source.readinto(buf):
+                writer.write(buf[:n])
+        s3.upload_fileobj(PatternSource(size), bucket, "plain/get-source")  # type: ignore[arg-type]
+
+        def ours_get() -> float:
+            sink = CountingSink()
+            start = time.perf_counter()
+            with container.open_reader("get-source") as reader:
+                while n := reader.readinto(buf):
+                    sink.write(buf[:n])
+            seconds = time.perf_counter() - start
+            if sink.count != size:
+                raise RuntimeError("short read")
+            return seconds
+
+        def boto3_get() -> float:
+            sink = CountingWriter()
+            start = time.perf_counter()
+            s3.download_fileobj(bucket, "plain/get-source", sink)  # type: ignore[arg-type]
+            seconds = time.perf_counter() - start
+            if sink.count != size:
+                raise RuntimeError("short download")
+            return seconds
+
+        times = interleave(
+            {"ours_put": ours_put, "boto3_put": boto3_put, "ours_get": ours_get, "boto3_get": boto3_get},
+            reps=cfg.s3_reps,
+            warmup=cfg.warmup,
+        )
+    for key in ("container/objects/get-source", "plain/get-source"):
+        s3.delete_object(Bucket=bucket, Key=key)
+    mbps = {name: throughput(size, t) for name, t in times.items()}
+    result: dict[str, Any] = {
+        "emulator": "moto_server on 127.0.0.1",
+        "bytes": size,
+        "reps": cfg.s3_reps,
+        "mb_per_s": {name: summarize(v, digits=1) for name, v in mbps.items()},
+        "ratio": {},
+        "summary": [],
+    }
+    for op in ("put", "get"):
+        ratio = summarize(paired_ratios(mbps[f"ours_{op}"], mbps[f"boto3_{op}"]))
+        result["ratio"][op] = ratio
+        result["summary"].append(
+            verdict(
+                "8",
+                f"S3 {op} ours / boto3 plaintext {(op == 'put' and 'upload') or 'download'}_fileobj",
+                ratio,
+                target=None,
+            )
+        )
+    return result

@@ -1,0 +1,184 @@
+"""Figures 1 and 2: stream throughput against the raw cipher, and 1 vs 2 threads.
+
+Figure 1, per frame length, one interleaved round is: ours in memory, raw in
+memory, ours file-to-file, raw file-to-file -- for encrypt, then the same
+for decrypt. In memory, ours writes/reads one frame-length chunk per call
+into/out of a counting sink (decrypt reads a `BufferSource`, zero-copy), the
+raw baseline calls `encrypt_into`/`decrypt_into` per chunk into one reused
+buffer and hands it to the same sink. File-to-file, ours goes through a
+container (`DataPlane` on a `LocalStore` in a temp dir on disk): plaintext
+file -> `open_writer` (commit = fsync + rename) and `open_reader` ->
+plaintext file; the raw file baseline does the same I/O (temp file, fsync,
+rename; no fsync for the plaintext output) around the bare cipher. Source
+files are read from the page cache (written once, read every round).
+
+The target ratios compare ours with the raw *cipher* in memory (the
+ceiling); the ratio to the raw *file* baseline isolates our overhead from
+the disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from bench import ours, raw
+from bench.report import verdict
+from bench.stats import interleave, paired_ratios, summarize, throughput
+from bench.streams import CountingSink, KiB, MiB, pattern
+
+IN_MEMORY_TARGET = 0.90
+FILE_TARGET = 0.75
+THREADS_TARGET = 1.6
+
+
+def _label(frame_length: int) -> str:
+    return f"{frame_length // MiB} MiB" if frame_length >= MiB else f"{frame_length // KiB} KiB"
+
+
+def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
+    size = cfg.throughput_size
+    plaintext = memoryview(pattern(size))
+    key = os.urandom(32)
+    rows: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    workdir = ctx.tempdir("throughput")
+    source_path = os.path.join(workdir, "plaintext.bin")
+    with open(source_path, "wb") as f:
+        f.write(plaintext)
+    use_files = ours.dataplane_available()
+    if not use_files:
+        ctx.log("  (dataplane.DataPlane not available: file-to-file skipped)")
+    for frame_length in cfg.frame_lengths:
+        ctx.log(f"  frame {_label(frame_length)}")
+        message = ours.make_message(plaintext, key, frame_length)
+        raw_aead, raw_ct = raw.make_ciphertext(plaintext, frame_length)
+        raw_view = memoryview(raw_ct)
+        contenders: dict[str, Any] = {
+            "ours_memory_encrypt": lambda fl=frame_length: ours.encrypt_memory(
+                plaintext, key, fl, CountingSink(), chunk=fl
+            ),
+            "raw_memory_encrypt": lambda fl=frame_length: raw.encrypt_memory(plaintext, fl, CountingSink()),
+        }
+        cleanup: list[Any] = []
+        if use_files:
+            fdir = os.path.join(workdir, f"f{frame_length}")
+            os.makedirs(fdir)
+            container = ours.LocalContainer(fdir, frame_length=frame_length)
+            cleanup.append(container)
+            raw_file_ct = os.path.join(fdir, "raw-ciphertext.bin")
+            raw_file_aead = raw.prepare_file_ciphertext(source_path, raw_file_ct, frame_length)
+            counter: Iterator[int] = itertools.count()
+            ours.container_write_file(container, "decrypt-source", source_path, frame_length)
+            out_path = os.path.join(fdir, "plaintext-out.bin")
+
+            def ours_file_encrypt(fl: int = frame_length, c: Any = container, n: Iterator[int] = counter) -> float:
+                name = f"enc-{next(n)}"
+                seconds = ours.container_write_file(c, name, source_path, fl)
+                c.delete(name)
+                return seconds
+
+            def raw_file_encrypt(fl: int = frame_length, d: str = fdir, n: Iterator[int] = counter) -> float:
+                target = os.path.join(d, f"raw-enc-{next(n)}")
+                seconds = raw.encrypt_file(source_path, target, fl)
+                os.unlink(target)
+                return seconds
+
+            contenders["ours_file_encrypt"] = ours_file_encrypt
+            contenders["raw_file_encrypt"] = raw_file_encrypt
+        contenders["ours_memory_decrypt"] = lambda m=message, fl=frame_length: ours.decrypt_memory(
+            m, key, CountingSink(), chunk=fl
+        )
+        contenders["raw_memory_decrypt"] = lambda a=raw_aead, v=raw_view, fl=frame_length: raw.decrypt_memory(
+            a, v, size, fl, CountingSink()
+        )
+        if use_files:
+            contenders["ours_file_decrypt"] = lambda c=container, fl=frame_length, o=out_path: ours.container_read_file(
+                c, "decrypt-source", o, fl
+            )
+            contenders["raw_file_decrypt"] = lambda a=raw_file_aead, p=raw_file_ct, fl=frame_length, o=out_path: (
+                raw.decrypt_file(a, p, o, fl)
+            )
+        times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup)
+        for item in cleanup:
+            item.close()
+        mbps = {name: throughput(size, t) for name, t in times.items()}
+        row: dict[str, Any] = {
+            "frame_length": frame_length,
+            "bytes": size,
+            "mb_per_s": {name: summarize(v, digits=1) for name, v in mbps.items()},
+            "ratio": {},
+        }
+        for op in ("encrypt", "decrypt"):
+            ratio = summarize(paired_ratios(mbps[f"ours_memory_{op}"], mbps[f"raw_memory_{op}"]))
+            row["ratio"][f"memory_{op}_vs_raw"] = ratio
+            summary.append(
+                verdict(
+                    "1", f"in-memory {op}, {_label(frame_length)} frames / raw", ratio, target=(">=", IN_MEMORY_TARGET)
+                )
+            )
+            if use_files:
+                vs_cipher = summarize(paired_ratios(mbps[f"ours_file_{op}"], mbps[f"raw_memory_{op}"]))
+                vs_file = summarize(paired_ratios(mbps[f"ours_file_{op}"], mbps[f"raw_file_{op}"]))
+                row["ratio"][f"file_{op}_vs_raw"] = vs_cipher
+                row["ratio"][f"file_{op}_vs_raw_file"] = vs_file
+                summary.append(
+                    verdict(
+                        "1",
+                        f"file-to-file {op}, {_label(frame_length)} frames / raw",
+                        vs_cipher,
+                        target=(">=", FILE_TARGET),
+                        detail=f"vs raw with the same file I/O: {vs_file['median']:.2f}x",
+                    )
+                )
+        rows.append(row)
+        del message, raw_ct, raw_view
+    return {
+        "bytes": size,
+        "reps": cfg.reps,
+        "file_to_file": use_files,
+        "workdir_filesystem": ctx.filesystem(workdir),
+        "rows": rows,
+        "summary": summary,
+    }
+
+
+def run_threads(cfg: Any, ctx: Any) -> dict[str, Any]:
+    size = cfg.thread_size
+    plaintext = memoryview(pattern(size))
+    key = os.urandom(32)
+    rows: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    for frame_length in cfg.thread_frames:
+        ctx.log(f"  frame {_label(frame_length)}")
+        chunk = max(8 * MiB, 4 * frame_length)
+        message = ours.make_message(plaintext, key, frame_length)
+        contenders: dict[str, Any] = {}
+        for threads in (1, 2):
+            contenders[f"encrypt_t{threads}"] = lambda fl=frame_length, t=threads, c=chunk: ours.encrypt_memory(
+                plaintext, key, fl, CountingSink(), chunk=c, threads=t
+            )
+        for threads in (1, 2):
+            contenders[f"decrypt_t{threads}"] = lambda m=message, t=threads, c=chunk: ours.decrypt_memory(
+                m, key, CountingSink(), chunk=c, threads=t
+            )
+        times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup)
+        mbps = {name: throughput(size, t) for name, t in times.items()}
+        row: dict[str, Any] = {
+            "frame_length": frame_length,
+            "bytes": size,
+            "io_chunk": chunk,
+            "mb_per_s": {name: summarize(v, digits=1) for name, v in mbps.items()},
+            "ratio": {},
+        }
+        for op in ("encrypt", "decrypt"):
+            ratio = summarize(paired_ratios(mbps[f"{op}_t2"], mbps[f"{op}_t1"]))
+            row["ratio"][f"{op}_2_vs_1"] = ratio
+            summary.append(
+                verdict("2", f"{op} 2 threads / 1, {_label(frame_length)} frames", ratio, target=(">=", THREADS_TARGET))
+            )
+        rows.append(row)
+        del message
+    return {"bytes": size, "reps": cfg.reps, "rows": rows, "summary": summary}

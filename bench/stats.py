@@ -1,0 +1,81 @@
+"""Medians with spread, paired ratios, and the interleaving loop every comparison uses."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+Summary = dict[str, Any]
+
+
+def summarize(values: Sequence[float], *, digits: int = 4) -> Summary:
+    """Median, min, max and quartiles (inclusive method) of a non-empty sample."""
+    if not values:
+        raise ValueError("no values to summarize")
+    ordered = sorted(values)
+    if len(ordered) >= 2:
+        q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    else:
+        q1 = q3 = ordered[0]
+    return {
+        "median": round(statistics.median(ordered), digits),
+        "min": round(ordered[0], digits),
+        "max": round(ordered[-1], digits),
+        "q1": round(q1, digits),
+        "q3": round(q3, digits),
+        "n": len(ordered),
+    }
+
+
+def throughput(nbytes: int, seconds: Sequence[float]) -> list[float]:
+    """MB/s (10^6 bytes per second) for each timing."""
+    return [nbytes / s / 1e6 for s in seconds]
+
+
+def paired_ratios(numerator: Sequence[float], denominator: Sequence[float]) -> list[float]:
+    """Ratio of each round's pair: with interleaving, both sides saw the same machine state."""
+    if len(numerator) != len(denominator):
+        raise ValueError("paired samples must have the same length")
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]
+
+
+def interleave(
+    contenders: Mapping[str, Callable[[], float]],
+    *,
+    reps: int,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """Run each contender once per round, in order, for `warmup` + `reps` rounds.
+
+    A contender returns the seconds it measured (so setup and teardown stay
+    outside the timing). Warm-up rounds are discarded. The collector runs
+    between runs, never inside one.
+    """
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_index in range(warmup + reps):
+        for name, run in contenders.items():
+            gc.collect()
+            gc.disable()
+            try:
+                seconds = run()
+            finally:
+                gc.enable()
+            if round_index >= warmup:
+                results[name].append(seconds)
+    return results
+
+
+class Stopwatch:
+    """`with Stopwatch() as sw: ...; sw.seconds`."""
+
+    seconds: float = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start

@@ -1,0 +1,336 @@
+"""`ControlPlane`: create, describe and list containers.
+
+Provisioning asks KMS for one thing, GenerateDataKeyWithoutPlaintext, and
+writes the encrypted data key into the container's header with a
+create-only write. That write is the single commit point: nothing else is
+ever written, so a failure at any step leaves no trace of a half-made
+container, and of two provisioners racing for one location exactly one
+wins while the other's header is never written.
+
+This module must never call any other KMS operation, never hold or ask for
+a plaintext data key, and never overwrite or delete a header. It is handed
+a `DataKeyGenerator` and uses nothing else of it (the optional
+`provider_id` attribute aside).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import attrs
+
+from controlplane import _params
+from envelope.datakey import DataKeyGenerator, GeneratedDataKey
+from envelope.errors import (
+    ContainerExistsError,
+    ContainerNotFoundError,
+    EnvelopeError,
+    FormatError,
+    KmsError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    StorageError,
+    ValidationError,
+)
+from envelope.header import (
+    HEADER_NAME,
+    MAX_HEADER_BYTES,
+    PROVIDERS,
+    ContainerHeader,
+    EncryptedDataKey,
+    build_encryption_context,
+    validate_labels,
+)
+from envelope.storage import Store, open_store
+
+__all__ = ["ContainerRequest", "ContainerResult", "ControlPlane", "LocationLike"]
+
+LocationLike: TypeAlias = "str | os.PathLike[str] | Store"
+"""A local path, a ``file://`` URL, an ``s3://bucket/prefix`` URL, or a `Store`."""
+
+_OPERATION = "GenerateDataKeyWithoutPlaintext"
+
+
+@attrs.frozen(kw_only=True)
+class ContainerRequest:
+    """One container to provision in a `ControlPlane.create_containers` batch."""
+
+    location: LocationLike
+    key_id: str
+    encryption_context: Mapping[str, str] | None = None
+    grant_tokens: Sequence[str] | None = None
+    labels: Mapping[str, str] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ContainerResult:
+    """The outcome for one container: its header, or the exception that stopped it (never both).
+
+    `location` is the container's URL (``file:///...`` or ``s3://...``), or
+    the location as given when it could not even be opened.
+    """
+
+    location: str
+    header: ContainerHeader | None = None
+    error: Exception | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.header is None) == (self.error is None):
+            raise AssertionError("a ContainerResult holds exactly one of header and error")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unwrap(self) -> ContainerHeader:
+        """The header, or raise the error this container failed with."""
+        if self.error is not None:
+            raise self.error
+        assert self.header is not None
+        return self.header
+
+
+class ControlPlane:
+    """Provisions containers. Holds no key and cannot decrypt.
+
+    `kms` is any `DataKeyGenerator` (`AwsKms`, `LocalKms`, ...). Its optional
+    `provider_id` attribute ("aws-kms" or "local"; "aws-kms" when absent)
+    is recorded in each header so the data plane knows who can decrypt the
+    data key. `s3_client` is the caller's boto3 S3 client for ``s3://``
+    locations. `clock` (-> timezone-aware datetime) and `id_factory` (-> 16
+    bytes or 32 lowercase hex characters) default to the real clock and to
+    `secrets`; tests inject them.
+
+    Safe to share between threads: it keeps no per-call state.
+    """
+
+    def __init__(
+        self,
+        kms: DataKeyGenerator,
+        s3_client: Any = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        id_factory: Callable[[], bytes | str] | None = None,
+    ) -> None:
+        generate = getattr(kms, "generate_data_key_without_plaintext", None)
+        if not callable(generate):
+            raise ValidationError("kms must provide generate_data_key_without_plaintext (a DataKeyGenerator)")
+        provider = getattr(kms, "provider_id", "aws-kms")
+        if provider not in PROVIDERS:
+            raise ValidationError(f"kms.provider_id must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+        # Keep the one bound operation, not the adapter: nothing here can reach anything else of it.
+        self._generate: Callable[..., GeneratedDataKey] = generate
+        self._provider: str = provider
+        self._s3_client = s3_client
+        self._clock = clock
+        self._id_factory = id_factory
+
+    def __repr__(self) -> str:
+        return f"ControlPlane(provider={self._provider!r})"
+
+    # ----------------------------------------------------------------- create
+
+    def create_container(
+        self,
+        location: LocationLike,
+        key_id: str,
+        *,
+        encryption_context: Mapping[str, str] | None = None,
+        grant_tokens: Sequence[str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        key_spec: str | None = "AES_256",
+        number_of_bytes: int | None = None,
+    ) -> ContainerHeader:
+        """Create a container at `location` whose data key is encrypted under `key_id`.
+
+        Every argument is checked before any request (ValidationError). Then:
+        ContainerExistsError if a header is already there, ObjectExistsError if
+        the location holds anything else (both without calling KMS); then one
+        GenerateDataKeyWithoutPlaintext with the full encryption context
+        (`encryption_context` plus the reserved ``envelope:`` entries); then
+        the header is written create-only. Losing a race to another
+        provisioner is ContainerExistsError, and the winner's header is left
+        as it was. KMS failures raise the typed `KmsError` subclass.
+        """
+        key_size = _params.check_key_size(key_spec, number_of_bytes)
+        return self._create(
+            self._open(location),
+            key_id,
+            encryption_context=encryption_context,
+            grant_tokens=grant_tokens,
+            labels=labels,
+            key_size=key_size,
+        )
+
+    def _create(
+        self,
+        store: Store,
+        key_id: str,
+        *,
+        encryption_context: Mapping[str, str] | None,
+        grant_tokens: Sequence[str] | None,
+        labels: Mapping[str, str] | None,
+        key_size: Mapping[str, Any],
+    ) -> ContainerHeader:
+        key_id = _params.check_key_id(key_id)
+        tokens = _params.check_grant_tokens(grant_tokens)
+        checked_labels = validate_labels(labels)
+        container_id = _params.new_container_id(self._id_factory)
+        context = build_encryption_context(encryption_context, container_id)
+        created_at = _params.now_utc(self._clock)
+
+        self._require_vacant(store)
+        generated = self._generate(key_id, encryption_context=context, grant_tokens=tokens, **key_size)
+        header = ContainerHeader(
+            container_id=container_id,
+            data_keys=(self._data_key(generated),),
+            encryption_context=context,
+            created_at=created_at,
+            labels=checked_labels,
+        )
+        try:
+            store.put_bytes(HEADER_NAME, header.to_json(), overwrite=False)
+        except ObjectExistsError as e:
+            # Another provisioner committed first. Our data key was never stored anywhere and
+            # exists only encrypted, so dropping it needs no clean-up.
+            raise ContainerExistsError(f"a container already exists at {store.url}") from e
+        return header
+
+    def _require_vacant(self, store: Store) -> None:
+        # Fast failure without a KMS call; the create-only header write is still the arbiter.
+        if store.exists(HEADER_NAME):
+            raise ContainerExistsError(f"a container already exists at {store.url}")
+        # A container is made at an empty location only: otherwise its objects/ could collide with
+        # what is there, and a container over other containers would hide them from listings.
+        first = next(iter(store.list_children()), None)
+        if first == HEADER_NAME:  # a racing provisioner committed between the two looks
+            raise ContainerExistsError(f"a container already exists at {store.url}")
+        if first is not None:
+            raise ObjectExistsError(
+                f"{store.url} is not empty (it holds {first!r}); create containers at empty locations"
+            )
+
+    def _data_key(self, generated: GeneratedDataKey) -> EncryptedDataKey:
+        try:
+            return EncryptedDataKey(
+                provider=self._provider, key_id=generated.key_id, ciphertext=generated.ciphertext_blob
+            )
+        except (ValidationError, AttributeError) as e:
+            raise KmsError(f"unusable response: {e}", code="InvalidResponse", operation=_OPERATION) from None
+
+    # ----------------------------------------------------------------- describe
+
+    def describe_container(self, location: LocationLike) -> ContainerHeader:
+        """The header of the container at `location`.
+
+        ContainerNotFoundError when there is no header; FormatError (or
+        UnsupportedFormatError) when it is malformed or of an unknown version.
+        """
+        return self._read_header(self._open(location))
+
+    def _read_header(self, store: Store) -> ContainerHeader:
+        try:
+            data = store.get_bytes(HEADER_NAME, max_size=MAX_HEADER_BYTES)
+        except ObjectNotFoundError as e:
+            raise ContainerNotFoundError(f"no container at {store.url}") from e
+        except StorageError as e:
+            # get_bytes refuses objects over max_size; tell that case apart only on this error path.
+            size = _size_or_none(store)
+            if size is not None and size > MAX_HEADER_BYTES:
+                raise FormatError(
+                    f"{store.url}: container header: document is larger than {MAX_HEADER_BYTES} bytes"
+                ) from e
+            raise
+        try:
+            return ContainerHeader.from_json(data)
+        except FormatError as e:
+            raise type(e)(f"{store.url}: {e}") from None
+
+    # ----------------------------------------------------------------- list
+
+    def list_containers(self, root: LocationLike) -> Iterator[ContainerResult]:
+        """Every container at or below `root`, in sorted order of location.
+
+        Walks the store's directory-like prefixes. A prefix holding a header
+        is a container: it is reported and not descended into (its objects/
+        may hold anything). A container whose header cannot be read or parsed
+        is reported with its error instead of a header, and the walk goes on.
+        An error listing the store itself is raised.
+        """
+        store = self._open(root)
+        pending = [""]
+        while pending:
+            prefix = pending.pop()
+            children = list(store.list_children(prefix))
+            if prefix + HEADER_NAME in children:
+                yield self._listed(store.substore(prefix.removesuffix("/")) if prefix else store)
+                continue
+            # Reversed onto a stack so that the walk comes out in sorted order.
+            pending.extend(reversed([child for child in children if child.endswith("/")]))
+
+    def _listed(self, container: Store) -> ContainerResult:
+        try:
+            return ContainerResult(location=container.url, header=self._read_header(container))
+        except EnvelopeError as e:  # malformed, vanished meanwhile, unreadable: report, carry on
+            return ContainerResult(location=container.url, error=e)
+
+    # ----------------------------------------------------------------- batch
+
+    def create_containers(self, requests: Iterable[ContainerRequest], *, max_workers: int = 8) -> list[ContainerResult]:
+        """Provision many containers, at most `max_workers` at a time.
+
+        Returns one result per request, in request order, each holding the
+        header or the exception that request failed with. A failure never
+        stops, hides or cancels the others: every request runs to its end.
+        """
+        batch = list(requests)
+        for i, request in enumerate(batch):
+            if not isinstance(request, ContainerRequest):
+                raise ValidationError(f"requests[{i}] must be a ContainerRequest, got {type(request).__name__}")
+        if type(max_workers) is not int or max_workers < 1:
+            raise ValidationError(f"max_workers must be a positive int, got {max_workers!r}")
+        if not batch:
+            return []
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(batch)), thread_name_prefix="provision") as pool:
+            futures = [pool.submit(self._provision, request) for request in batch]
+            return [future.result() for future in futures]
+
+    def _provision(self, request: ContainerRequest) -> ContainerResult:
+        location = _display(request.location)
+        try:
+            store = self._open(request.location)
+            location = store.url
+            header = self._create(
+                store,
+                request.key_id,
+                encryption_context=request.encryption_context,
+                grant_tokens=request.grant_tokens,
+                labels=request.labels,
+                key_size={"key_spec": "AES_256"},
+            )
+        # Anything at all: a lost result would leave the caller unaware of a container that exists.
+        except Exception as e:  # noqa: BLE001
+            return ContainerResult(location=location, error=e)
+        return ContainerResult(location=location, header=header)
+
+    # ----------------------------------------------------------------- locations
+
+    def _open(self, location: LocationLike) -> Store:
+        if isinstance(location, Store):
+            return location
+        return open_store(location, s3_client=self._s3_client)
+
+
+def _display(location: object) -> str:
+    return str(os.fspath(location)) if isinstance(location, str | os.PathLike) else repr(location)
+
+
+def _size_or_none(store: Store) -> int | None:
+    try:
+        return store.size(HEADER_NAME)
+    except EnvelopeError:
+        return None

@@ -1,0 +1,593 @@
+"""The object format: AWS Encryption SDK message format v2, suite 0x0478.
+
+This module is the byte-level codec and nothing else: the header layout and
+its strict, bounded parser; the encryption-context serialization; the key
+derivations (derived data key, commitment key); header authentication; the
+body layout arithmetic, frame IVs and the body AAD. The normative prose is
+`docs/format.md`; this file follows it section by section.
+
+It must never release plaintext, never hold a data key longer than a call,
+and never let a length field read from a message allocate or read more than
+the configured `Limits` allow. Structural problems raise `FormatError`
+(`UnsupportedFormatError` for formats we refuse on purpose); every integrity
+failure -- header tag, key commitment, truncation, an object size no valid
+message can have -- raises the one `AuthenticationError`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
+
+import attrs
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA512
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
+
+__all__ = [
+    "CONTENT_TYPE_FRAMED",
+    "CONTENT_TYPE_NON_FRAMED",
+    "DEFAULT_FRAME_LENGTH",
+    "MESSAGE_ID_LENGTH",
+    "SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY",
+    "SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384",
+    "BodyAad",
+    "BodyLayout",
+    "EncryptedDataKey",
+    "Limits",
+    "MessageHeader",
+    "authenticate_header",
+    "body_layout",
+    "derive_keys",
+    "encode_header",
+    "frame_iv",
+    "parse_encryption_context",
+    "read_header",
+    "serialize_encryption_context",
+]
+
+# --- Constants of the format (ESDK message format v2, suite 0x0478) ---------
+
+MESSAGE_VERSION_1 = 0x01
+MESSAGE_VERSION_2 = 0x02
+SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY = 0x0478
+SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384 = 0x0578
+
+MESSAGE_ID_LENGTH = 32
+DATA_KEY_LENGTH = 32
+DERIVED_KEY_LENGTH = 32
+COMMITMENT_KEY_LENGTH = 32  # the suite data of 0x0478
+IV_LENGTH = 12
+TAG_LENGTH = 16
+HEADER_IV = bytes(IV_LENGTH)  # v2 header authentication always uses the all-zero IV
+
+DERIVE_KEY_INFO = SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY.to_bytes(2, "big") + b"DERIVEKEY"
+COMMIT_KEY_INFO = b"COMMITKEY"
+
+CONTENT_TYPE_NON_FRAMED = 0x01
+CONTENT_TYPE_FRAMED = 0x02
+
+FRAME_AAD_LABEL = b"AWSKMSEncryptionClient Frame"
+FINAL_FRAME_AAD_LABEL = b"AWSKMSEncryptionClient Final Frame"
+SINGLE_BLOCK_AAD_LABEL = b"AWSKMSEncryptionClient Single Block"
+
+FINAL_FRAME_MARKER = 0xFFFFFFFF
+FIRST_SEQUENCE_NUMBER = 1
+NON_FRAMED_SEQUENCE_NUMBER = 1
+MAX_FRAME_COUNT = 2**32 - 1
+MAX_FORMAT_FRAME_LENGTH = 2**31 - 1  # what the SDKs accept in the header's u32
+MAX_NON_FRAMED_CONTENT_LENGTH = 2**36 - 32  # AES-GCM's limit for one invocation
+
+# Body layout. A regular frame is  seq u32 | IV | ciphertext (frame length) | tag;
+# the final frame is  0xFFFFFFFF | seq u32 | IV | length u32 | ciphertext | tag;
+# non-framed content is  IV | length u64 | ciphertext | tag.
+REGULAR_FRAME_PREFIX = 4 + IV_LENGTH
+FINAL_FRAME_PREFIX = 4 + 4 + IV_LENGTH + 4
+NON_FRAMED_PREFIX = IV_LENGTH + 8
+REGULAR_FRAME_OVERHEAD = REGULAR_FRAME_PREFIX + TAG_LENGTH
+FINAL_FRAME_OVERHEAD = FINAL_FRAME_PREFIX + TAG_LENGTH
+NON_FRAMED_OVERHEAD = NON_FRAMED_PREFIX + TAG_LENGTH
+
+DEFAULT_FRAME_LENGTH = 1 << 20  # what our writer uses: near raw AES-GCM speed (docs/format.md)
+U16_MAX = 0xFFFF
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_HEADER_READ_CHUNK = 4096
+
+
+# --- Value objects -----------------------------------------------------------
+
+
+@attrs.frozen
+class Limits:
+    """Bounds a reader enforces on a message before it trusts anything in it.
+
+    Exceeding one is a `FormatError`: the message may be well formed, but
+    this reader refuses to spend that much memory on it.
+    """
+
+    max_header_size: int = attrs.field(default=1 << 20, validator=attrs.validators.ge(64))
+    max_encrypted_data_keys: int = attrs.field(
+        default=64, validator=[attrs.validators.ge(1), attrs.validators.le(U16_MAX)]
+    )
+    max_encryption_context_size: int = attrs.field(
+        default=U16_MAX, validator=[attrs.validators.ge(0), attrs.validators.le(U16_MAX)]
+    )
+    max_frame_length: int = attrs.field(
+        default=16 << 20, validator=[attrs.validators.ge(1), attrs.validators.le(MAX_FORMAT_FRAME_LENGTH)]
+    )
+    max_non_framed_size: int = attrs.field(
+        default=64 << 20, validator=[attrs.validators.ge(0), attrs.validators.le(MAX_NON_FRAMED_CONTENT_LENGTH)]
+    )
+
+
+class EncryptedDataKey(NamedTuple):
+    """One EDK of the header: who can decrypt it, which key, and the wrapped data key."""
+
+    provider_id: str
+    provider_info: bytes
+    ciphertext: bytes
+
+
+def _frozen_context(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+def _edk_tuple(value: Iterable[EncryptedDataKey]) -> tuple[EncryptedDataKey, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(eq=False)
+class MessageHeader:
+    """A parsed v2 header. Parsing does not authenticate it: see `authenticate_header`."""
+
+    suite_id: int
+    message_id: bytes = attrs.field(repr=lambda b: b.hex())
+    encryption_context: Mapping[str, str] = attrs.field(converter=_frozen_context)
+    encrypted_data_keys: tuple[EncryptedDataKey, ...] = attrs.field(converter=_edk_tuple, repr=False)
+    content_type: int
+    frame_length: int
+    commitment_key: bytes = attrs.field(repr=False)
+    header_tag: bytes = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=False)
+    """Every header byte before the tag: the header-authentication AAD."""
+
+    version: int = MESSAGE_VERSION_2
+
+    @property
+    def size(self) -> int:
+        """Bytes the header occupies at the start of the message."""
+        return len(self.body) + TAG_LENGTH
+
+    def to_bytes(self) -> bytes:
+        return self.body + self.header_tag
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MessageHeader):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class DerivedKeys(NamedTuple):
+    derived_key: bytes
+    commitment_key: bytes
+
+    def __repr__(self) -> str:
+        return "<DerivedKeys hidden>"
+
+
+# --- Encryption context ------------------------------------------------------
+
+
+def serialize_encryption_context(context: Mapping[str, str]) -> bytes:
+    """The pair encoding: u16 count, then (u16 len, key, u16 len, value) sorted by key bytes.
+
+    An empty context serializes to zero bytes. Raises `ValidationError` for a
+    context that cannot be encoded (non-strings, oversize, over 65535 bytes).
+    """
+    if not context:
+        return b""
+    pairs: list[tuple[bytes, bytes]] = []
+    for key, value in context.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValidationError("encryption context keys and values must be str")
+        pairs.append((key.encode("utf-8"), value.encode("utf-8")))
+    if len(pairs) > U16_MAX:
+        raise ValidationError("encryption context has more than 65535 entries")
+    pairs.sort()
+    out = bytearray(_U16.pack(len(pairs)))
+    for kb, vb in pairs:
+        if len(kb) > U16_MAX or len(vb) > U16_MAX:
+            raise ValidationError("an encryption context key or value exceeds 65535 UTF-8 bytes")
+        out += _U16.pack(len(kb)) + kb + _U16.pack(len(vb)) + vb
+    if len(out) > U16_MAX:
+        raise ValidationError("serialized encryption context exceeds 65535 bytes")
+    return bytes(out)
+
+
+def parse_encryption_context(data: bytes | memoryview) -> dict[str, str]:
+    """Inverse of `serialize_encryption_context`, strictly: sorted, no duplicates, no slack."""
+    data = bytes(data)
+    if not data:
+        return {}
+    cur = _Cursor(data)
+    count = cur.u16()
+    if count == 0:
+        raise FormatError("encryption context: a non-empty encoding must have at least one entry")
+    context: dict[str, str] = {}
+    previous: bytes | None = None
+    for _ in range(count):
+        key = cur.take(cur.u16())
+        value = cur.take(cur.u16())
+        if previous is not None and key <= previous:
+            raise FormatError("encryption context: keys are duplicated or not sorted")
+        previous = key
+        context[_utf8(key, "encryption context key")] = _utf8(value, "encryption context value")
+    if cur.remaining:
+        raise FormatError("encryption context: trailing bytes after the last entry")
+    return context
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{what} is not valid UTF-8") from None
+
+
+class _Cursor:
+    """Bounds-checked reads over bytes already in memory (the context block)."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self._pos
+
+    def take(self, n: int) -> bytes:
+        if n > self.remaining:
+            raise FormatError("encryption context: a length runs past the end of the block")
+        out = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return out
+
+    def u16(self) -> int:
+        return int(_U16.unpack(self.take(2))[0])
+
+
+# --- Key derivation and header authentication --------------------------------
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=SHA512(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def derive_keys(data_key: bytes, message_id: bytes) -> DerivedKeys:
+    """The suite's derivations: HKDF-SHA512 with the message id as salt."""
+    if len(data_key) != DATA_KEY_LENGTH:
+        raise ValidationError("suite 0x0478 needs a 32-byte data key")
+    if len(message_id) != MESSAGE_ID_LENGTH:
+        raise ValidationError("a v2 message id is 32 bytes")
+    return DerivedKeys(
+        _hkdf(data_key, message_id, DERIVE_KEY_INFO),
+        _hkdf(data_key, message_id, COMMIT_KEY_INFO),
+    )
+
+
+def authenticate_header(header: MessageHeader, data_key: bytes, *, extra_aad: bytes = b"") -> bytes:
+    """Check key commitment, then the header tag; return the derived (body) key.
+
+    `extra_aad` is the serialized encryption context that is authenticated
+    but not stored (the required-context rule). Any failure, including a
+    data key of the wrong length, is the one `AuthenticationError`.
+    """
+    if len(data_key) != DATA_KEY_LENGTH:
+        raise AuthenticationError
+    keys = derive_keys(data_key, header.message_id)
+    if not hmac.compare_digest(keys.commitment_key, header.commitment_key):
+        raise AuthenticationError
+    aead = AESGCM(keys.derived_key)
+    try:
+        aead.decrypt(HEADER_IV, header.header_tag, header.body + extra_aad)
+    except InvalidTag:
+        raise AuthenticationError from None
+    return keys.derived_key
+
+
+def encode_header(
+    *,
+    data_key: bytes,
+    message_id: bytes,
+    encryption_context: Mapping[str, str],
+    encrypted_data_keys: Iterable[EncryptedDataKey | tuple[str, bytes, bytes]],
+    frame_length: int,
+    content_type: int = CONTENT_TYPE_FRAMED,
+) -> tuple[MessageHeader, bytes]:
+    """Build and authenticate a header; return it with the derived (body) key.
+
+    Inputs are the caller's arguments, so problems are `ValidationError`.
+    """
+    if content_type not in (CONTENT_TYPE_FRAMED, CONTENT_TYPE_NON_FRAMED):
+        raise ValidationError("content type must be 0x01 (non-framed) or 0x02 (framed)")
+    if content_type == CONTENT_TYPE_FRAMED and not 1 <= frame_length <= MAX_FORMAT_FRAME_LENGTH:
+        raise ValidationError("frame length must be 1..2^31-1")
+    if content_type == CONTENT_TYPE_NON_FRAMED and frame_length != 0:
+        raise ValidationError("non-framed content has frame length 0")
+    edks = [EncryptedDataKey(*edk) for edk in encrypted_data_keys]
+    if not 1 <= len(edks) <= U16_MAX:
+        raise ValidationError("a message needs 1..65535 encrypted data keys")
+    for key in encryption_context:
+        if isinstance(key, str) and key.startswith("aws-crypto-"):
+            raise ValidationError("encryption context keys starting with 'aws-crypto-' are reserved")
+    context_bytes = serialize_encryption_context(encryption_context)
+    keys = derive_keys(data_key, message_id)
+
+    body = bytearray()
+    body += bytes([MESSAGE_VERSION_2]) + _U16.pack(SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY) + message_id
+    body += _U16.pack(len(context_bytes)) + context_bytes
+    body += _U16.pack(len(edks))
+    for edk in edks:
+        provider_id = edk.provider_id.encode("utf-8")
+        for field in (provider_id, edk.provider_info, edk.ciphertext):
+            if not isinstance(field, bytes | bytearray) or len(field) > U16_MAX:
+                raise ValidationError("EDK fields must be bytes of at most 65535 bytes")
+            body += _U16.pack(len(field)) + field
+    body += bytes([content_type]) + _U32.pack(frame_length) + keys.commitment_key
+    tag = AESGCM(keys.derived_key).encrypt(HEADER_IV, b"", bytes(body))
+    header = MessageHeader(
+        suite_id=SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY,
+        message_id=bytes(message_id),
+        encryption_context=dict(encryption_context),
+        encrypted_data_keys=tuple(edks),
+        content_type=content_type,
+        frame_length=frame_length,
+        commitment_key=keys.commitment_key,
+        header_tag=tag,
+        body=bytes(body),
+    )
+    return header, keys.derived_key
+
+
+# --- Header parsing ----------------------------------------------------------
+
+
+class RandomAccessSource(Protocol):
+    """What the parser needs from a source (envelope.storage's RandomAccessReader has it)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int: ...
+
+
+class _HeaderReader:
+    """Reads a header front to back from a source, never past `limit` bytes.
+
+    The buffer grows by doubling as fields are consumed, so a hostile length
+    field costs at most `limit` bytes of memory and of reading before it is
+    refused. Running off the end of the object is truncation (integrity).
+    """
+
+    __slots__ = ("_buf", "_limit", "_pos", "_size", "_source")
+
+    def __init__(self, source: RandomAccessSource, limit: int) -> None:
+        self._source = source
+        self._size = source.size
+        self._limit = limit
+        self._buf = bytearray()
+        self._pos = 0
+
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    def take(self, n: int) -> bytes:
+        end = self._pos + n
+        if end > self._limit:
+            raise FormatError(f"message header exceeds the limit of {self._limit} bytes")
+        if end > self._size:
+            raise AuthenticationError  # truncated inside the header
+        if end > len(self._buf):
+            self._fill(end)
+        out = bytes(self._buf[self._pos : end])
+        self._pos = end
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int(_U16.unpack(self.take(2))[0])
+
+    def u32(self) -> int:
+        return int(_U32.unpack(self.take(4))[0])
+
+    def _fill(self, end: int) -> None:
+        have = len(self._buf)
+        target = min(max(end, 2 * have, _HEADER_READ_CHUNK), self._limit, self._size)
+        grown = bytearray(target)
+        grown[:have] = self._buf
+        with memoryview(grown) as view:
+            pos = have
+            while pos < target:
+                n = self._source.readinto_at(pos, view[pos:target])
+                if n <= 0:
+                    raise AuthenticationError  # the object is shorter than it claimed
+                pos += n
+        self._buf = grown
+
+    def body(self) -> bytes:
+        return bytes(self._buf[: self._pos])
+
+
+def _looks_like_base64(first: bytes) -> bool:
+    # "AgR4" is the base64 of 02 04 78: someone passed the text encoding of a message.
+    return first[:1] == b"A" and first[1:2] in (b"Y", b"g")
+
+
+def read_header(source: RandomAccessSource, limits: Limits | None = None) -> MessageHeader:
+    """Parse the header at the start of `source`; does not authenticate it."""
+    limits = limits or Limits()
+    r = _HeaderReader(source, limits.max_header_size)
+    version = r.u8()
+    if version == MESSAGE_VERSION_1:
+        raise UnsupportedFormatError("AWS Encryption SDK message format version 1 (no key commitment) is not supported")
+    if version != MESSAGE_VERSION_2:
+        first = bytes([version])
+        if source.size >= 2:
+            buf = bytearray(1)
+            source.readinto_at(1, memoryview(buf))
+            first += bytes(buf)
+        hint = " (it looks base64-encoded; decode it first)" if _looks_like_base64(first) else ""
+        raise FormatError(f"not an AWS Encryption SDK message: unknown version byte 0x{version:02x}{hint}")
+    suite_id = r.u16()
+    if suite_id == SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384:
+        raise UnsupportedFormatError(
+            "algorithm suite 0x0578 (ECDSA P-384 signed) is not supported: only 0x0478 "
+            "(AES-256-GCM, HKDF-SHA512, key commitment, unsigned) is"
+        )
+    if suite_id != SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY:
+        raise UnsupportedFormatError(f"algorithm suite 0x{suite_id:04x} is not supported: only 0x0478 is")
+    message_id = r.take(MESSAGE_ID_LENGTH)
+
+    context_length = r.u16()
+    if context_length > limits.max_encryption_context_size:
+        raise FormatError(f"encryption context exceeds the limit of {limits.max_encryption_context_size} bytes")
+    encryption_context = parse_encryption_context(r.take(context_length))
+
+    edk_count = r.u16()
+    if edk_count == 0:
+        raise FormatError("a message must carry at least one encrypted data key")
+    if edk_count > limits.max_encrypted_data_keys:
+        raise FormatError(f"message carries more than {limits.max_encrypted_data_keys} encrypted data keys")
+    edks = []
+    for _ in range(edk_count):
+        provider_id = _utf8(r.take(r.u16()), "EDK provider id")
+        provider_info = r.take(r.u16())
+        ciphertext = r.take(r.u16())
+        edks.append(EncryptedDataKey(provider_id, provider_info, ciphertext))
+
+    content_type = r.u8()
+    frame_length = r.u32()
+    if content_type == CONTENT_TYPE_FRAMED:
+        if frame_length == 0:
+            raise FormatError("framed content with a frame length of 0")
+        if frame_length > limits.max_frame_length:
+            raise FormatError(f"frame length {frame_length} exceeds the limit of {limits.max_frame_length}")
+    elif content_type == CONTENT_TYPE_NON_FRAMED:
+        if frame_length != 0:
+            raise FormatError("non-framed content must have a frame length of 0")
+    else:
+        raise FormatError(f"unknown content type 0x{content_type:02x}")
+    commitment_key = r.take(COMMITMENT_KEY_LENGTH)
+    body = r.body()
+    header_tag = r.take(TAG_LENGTH)
+    return MessageHeader(
+        suite_id=suite_id,
+        message_id=message_id,
+        encryption_context=encryption_context,
+        encrypted_data_keys=tuple(edks),
+        content_type=content_type,
+        frame_length=frame_length,
+        commitment_key=commitment_key,
+        header_tag=header_tag,
+        body=body,
+    )
+
+
+# --- Body layout, IVs and AAD ------------------------------------------------
+
+
+@attrs.frozen
+class BodyLayout:
+    """Where every frame is, computed from the header and the object size alone.
+
+    Frames 0 .. regular_frames-1 are regular (frame_length plaintext bytes
+    each); frame `regular_frames` is the final frame (`final_length` bytes).
+    Non-framed content is modelled as a lone final frame. Nothing here is
+    authenticated until the frames' tags verify.
+    """
+
+    body_offset: int
+    frame_length: int
+    regular_frames: int
+    final_length: int
+    framed: bool
+
+    @property
+    def final_index(self) -> int:
+        return self.regular_frames
+
+    @property
+    def plaintext_size(self) -> int:
+        return self.regular_frames * self.frame_length + self.final_length
+
+    def frame_offset(self, index: int) -> int:
+        """Offset in the object of frame `index` (its first byte)."""
+        return self.body_offset + index * (self.frame_length + REGULAR_FRAME_OVERHEAD)
+
+    def frame_plaintext_length(self, index: int) -> int:
+        return self.final_length if index == self.regular_frames else self.frame_length
+
+
+def body_layout(header: MessageHeader, object_size: int, limits: Limits | None = None) -> BodyLayout:
+    """Lay out the body; an object size no valid message can have is an `AuthenticationError`."""
+    limits = limits or Limits()
+    body_size = object_size - header.size
+    if header.content_type == CONTENT_TYPE_NON_FRAMED:
+        content = body_size - NON_FRAMED_OVERHEAD
+        if content < 0 or content > MAX_NON_FRAMED_CONTENT_LENGTH:
+            raise AuthenticationError
+        if content > limits.max_non_framed_size:
+            raise FormatError(
+                f"non-framed content of {content} bytes exceeds the limit of {limits.max_non_framed_size}"
+            )
+        return BodyLayout(header.size, content, 0, content, framed=False)
+    frame_length = header.frame_length
+    rest = body_size - FINAL_FRAME_OVERHEAD
+    if rest < 0:
+        raise AuthenticationError
+    regular, final_length = divmod(rest, frame_length + REGULAR_FRAME_OVERHEAD)
+    if final_length > frame_length or regular + 1 > MAX_FRAME_COUNT:
+        raise AuthenticationError
+    return BodyLayout(header.size, frame_length, regular, final_length, framed=True)
+
+
+def frame_iv(sequence_number: int) -> bytes:
+    """The IV every SDK writes for a frame: 8 zero bytes then the u32 sequence number."""
+    return bytes(8) + _U32.pack(sequence_number)
+
+
+class BodyAad:
+    """A reusable body-AAD buffer: message id | label | u32 sequence | u64 length.
+
+    `update` rewrites the two counters in place and returns the same
+    bytearray, so building a frame's AAD allocates nothing.
+    """
+
+    __slots__ = ("buffer", "counter_offset")
+
+    def __init__(self, message_id: bytes, label: bytes) -> None:
+        self.buffer = bytearray(message_id + label + bytes(BODY_AAD_COUNTERS.size))
+        self.counter_offset = len(message_id) + len(label)
+
+    def update(self, sequence_number: int, length: int) -> bytearray:
+        BODY_AAD_COUNTERS.pack_into(self.buffer, self.counter_offset, sequence_number, length)
+        return self.buffer
+
+
+BODY_AAD_COUNTERS = struct.Struct(">IQ")

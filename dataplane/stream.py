@@ -1,0 +1,913 @@
+"""The streaming pair: `MessageWriter` encrypts into a sink, `MessageReader` decrypts from a source.
+
+Both speak the message format of `dataplane.format` (ESDK v2, suite 0x0478,
+framed) and mirror each other. Frames move in batches of about
+`BATCH_BYTES`, through buffers allocated once and reused; the IV comes from
+the sequence number; the body AAD is a template rewritten in place; AES-GCM
+runs in place or straight between the caller's memory and ours
+(`encrypt_into` / `decrypt_into`), so a frame costs no allocation. Errors are
+sticky: after a failure every later call raises the same error.
+
+What this module must never do:
+
+- release a byte of a frame's plaintext before that frame's tag verified
+  (a frame decrypted straight into a caller's `readinto` buffer is wiped if
+  its tag fails, and the call raises);
+- report end-of-data before the final frame authenticated;
+- make a partial message visible: the writer commits its sink only in a
+  clean `close()`; an exception, `abort()`, or dropping an unclosed writer
+  aborts the sink instead;
+- say which integrity check failed (`AuthenticationError` is one message).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import operator
+import struct
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NoReturn, Protocol, TypeVar
+
+import attrs
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from envelope.datakey import DataKey
+from envelope.errors import AuthenticationError, ValidationError
+
+from .format import (
+    BODY_AAD_COUNTERS,
+    DEFAULT_FRAME_LENGTH,
+    FINAL_FRAME_AAD_LABEL,
+    FINAL_FRAME_MARKER,
+    FINAL_FRAME_OVERHEAD,
+    FINAL_FRAME_PREFIX,
+    FRAME_AAD_LABEL,
+    MAX_FORMAT_FRAME_LENGTH,
+    MAX_FRAME_COUNT,
+    NON_FRAMED_OVERHEAD,
+    NON_FRAMED_SEQUENCE_NUMBER,
+    REGULAR_FRAME_OVERHEAD,
+    REGULAR_FRAME_PREFIX,
+    SINGLE_BLOCK_AAD_LABEL,
+    TAG_LENGTH,
+    BodyAad,
+    EncryptedDataKey,
+    Limits,
+    MessageHeader,
+    authenticate_header,
+    body_layout,
+    encode_header,
+    read_header,
+    serialize_encryption_context,
+)
+
+__all__ = [
+    "BATCH_BYTES",
+    "BufferSource",
+    "MessageReader",
+    "MessageSink",
+    "MessageSource",
+    "MessageWriter",
+]
+
+WRITER_FRAME_ALIGNMENT = 16  # the SDKs only write frame lengths that are multiples of the AES block
+MAX_THREADS = 64
+BATCH_BYTES = 1 << 20
+"""Frames are sealed, opened, written and fetched in batches of about this many bytes
+(at least one frame): per-call overheads (Python, the sink, the source, a hand-off to
+a worker thread) then vanish next to AES-GCM, and memory stays flat."""
+
+SLOT_MIN_BYTES = 4096
+
+_REGULAR_PREFIX = struct.Struct(">I8xI")  # seq u32, then the IV: 8 zero bytes and seq
+_FINAL_PREFIX = struct.Struct(">II8xII")  # marker, seq, IV, content length
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_FINAL_HEAD = struct.Struct(">II")
+_T = TypeVar("_T")
+
+
+class MessageSink(Protocol):
+    """Where a writer's bytes go (envelope.storage's ObjectWriter has this shape).
+
+    `write` must consume or copy the bytes before it returns: the writer
+    reuses the buffer behind the memoryview.
+    """
+
+    def write(self, data: memoryview, /) -> int: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class MessageSource(Protocol):
+    """Positional reads from one immutable object of known size (a RandomAccessReader).
+
+    A source may also offer ``view_at(offset, length) -> memoryview``, a
+    zero-copy view of its bytes; the reader then decrypts straight from it.
+    """
+
+    @property
+    def size(self) -> int: ...
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class BufferSource:
+    """A `MessageSource` over bytes already in memory, with zero-copy `view_at`."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data).cast("B").toreadonly()
+
+    @property
+    def size(self) -> int:
+        return len(self._view)
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
+        n = max(0, min(len(buf), len(self._view) - offset))
+        buf[:n] = self._view[offset : offset + n]
+        return n
+
+    def view_at(self, offset: int, length: int) -> memoryview:
+        return self._view[offset : offset + length]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> BufferSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _key_bytes(data_key: bytes | bytearray | DataKey) -> bytes:
+    if isinstance(data_key, DataKey):
+        return data_key.reveal()
+    if isinstance(data_key, bytes | bytearray | memoryview):
+        return bytes(data_key)
+    raise ValidationError("data_key must be bytes or a DataKey")
+
+
+def _check_threads(threads: int) -> int:
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        raise ValidationError(f"threads must be an int in 1..{MAX_THREADS}")
+    return threads
+
+
+def _frames_per_batch(frame_length: int) -> int:
+    return max(1, BATCH_BYTES // (frame_length + REGULAR_FRAME_OVERHEAD))
+
+
+def _wipe(view: memoryview) -> None:
+    if len(view):
+        view[:] = bytes(len(view))
+
+
+# --- Writer ------------------------------------------------------------------
+
+
+class _SealSlot:
+    """A batch buffer of the writer, laid out as consecutive regular frames.
+
+    Each slot has its own cipher and AAD so that slots can seal in parallel.
+    """
+
+    __slots__ = ("aad", "aead", "capacity", "final_aad", "frame_length", "future", "view")
+
+    def __init__(self, derived_key: bytes, message_id: bytes, frame_length: int, frames: int) -> None:
+        self.capacity = frames * (frame_length + REGULAR_FRAME_OVERHEAD)
+        self.view = memoryview(bytearray(0))  # grown on demand up to capacity: small messages stay small
+        self.aead = AESGCM(derived_key)
+        self.aad = BodyAad(message_id, FRAME_AAD_LABEL)
+        self.final_aad = BodyAad(message_id, FINAL_FRAME_AAD_LABEL)
+        self.frame_length = frame_length
+        self.future: Future[memoryview] | None = None
+
+    def reserve(self, size: int) -> None:
+        """Make the buffer at least `size` bytes (within capacity), keeping its contents."""
+        have = len(self.view)
+        if size > have:
+            grown = bytearray(min(max(size, 2 * have, SLOT_MIN_BYTES), self.capacity))
+            grown[:have] = self.view
+            self.view = memoryview(grown)
+
+    def plaintext_offset(self, frame: int) -> int:
+        return frame * (self.frame_length + REGULAR_FRAME_OVERHEAD) + REGULAR_FRAME_PREFIX
+
+    def seal(self, first_sequence_number: int, count: int, plaintext: memoryview | None) -> memoryview:
+        """Encrypt `count` regular frames -- in place, or from `plaintext` -- and return their bytes."""
+        n = self.frame_length
+        stride = n + REGULAR_FRAME_OVERHEAD
+        self.reserve(count * stride)
+        view, aead = self.view, self.aead
+        aad, counters = self.aad.buffer, self.aad.counter_offset
+        pack_prefix, pack_counters = _REGULAR_PREFIX.pack_into, BODY_AAD_COUNTERS.pack_into
+        for j in range(count):
+            sequence_number = first_sequence_number + j
+            base = j * stride
+            start = base + REGULAR_FRAME_PREFIX
+            pack_prefix(view, base, sequence_number, sequence_number)
+            pack_counters(aad, counters, sequence_number, n)
+            source = view[start : start + n] if plaintext is None else plaintext[j * n : (j + 1) * n]
+            aead.encrypt_into(view[base + 4 : start], source, aad, view[start : start + n + TAG_LENGTH])
+        return view[: count * stride]
+
+    def seal_final(self, frame: int, sequence_number: int, length: int) -> tuple[bytes, memoryview]:
+        """Encrypt the `length` bytes at frame position `frame` in place as the final frame.
+
+        Returns the final frame's prefix and its ciphertext || tag.
+        """
+        prefix = _FINAL_PREFIX.pack(FINAL_FRAME_MARKER, sequence_number, sequence_number, length)
+        start = self.plaintext_offset(frame)
+        self.reserve(start + length + TAG_LENGTH)
+        body = self.view[start : start + length + TAG_LENGTH]
+        self.aead.encrypt_into(prefix[8:20], body[:length], self.final_aad.update(sequence_number, length), body)
+        return prefix, body
+
+
+class MessageWriter(io.BufferedIOBase):
+    """A write-only binary file that encrypts into `sink` as one framed message.
+
+    The header is written at construction. `write` gathers plaintext into
+    frame-shaped buffers and seals them; writes that cover whole frames are
+    encrypted straight from the caller's memory. `close()` writes the final
+    frame (empty when the plaintext is a multiple of the frame length, as
+    the SDKs do) and commits the sink. `abort()`, an exception inside a
+    `with` block, any failure, or garbage-collecting an unclosed writer abort
+    the sink instead, so nothing partial is ever visible.
+
+    With ``threads >= 2`` batches are sealed by a thread pool in a ring of
+    ``threads + 1`` preallocated buffers and written out in order; memory
+    stays at about ``(threads + 1) * max(frame_length, BATCH_BYTES)``.
+    """
+
+    def __init__(
+        self,
+        sink: MessageSink,
+        *,
+        data_key: bytes | DataKey,
+        message_id: bytes,
+        encryption_context: Mapping[str, str],
+        encrypted_data_keys: Sequence[EncryptedDataKey | tuple[str, bytes, bytes]],
+        frame_length: int = DEFAULT_FRAME_LENGTH,
+        threads: int = 1,
+    ) -> None:
+        super().__init__()
+        self._sink = sink
+        self._error: BaseException | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[_SealSlot] = deque()
+        self._slots: list[_SealSlot] = []
+        self._current = 0  # the slot being filled
+        self._frames = 0  # full, unsealed frames in the current slot
+        self._fill = 0  # plaintext bytes of the partial frame after them
+        self._next_sequence = 1
+        try:
+            if (
+                not isinstance(frame_length, int)
+                or frame_length % WRITER_FRAME_ALIGNMENT
+                or not WRITER_FRAME_ALIGNMENT <= frame_length <= MAX_FORMAT_FRAME_LENGTH
+            ):
+                raise ValidationError("frame_length must be a multiple of 16 in 16..2^31-1")
+            threads = _check_threads(threads)
+            header, derived_key = encode_header(
+                data_key=_key_bytes(data_key),
+                message_id=message_id,
+                encryption_context=encryption_context,
+                encrypted_data_keys=encrypted_data_keys,
+                frame_length=frame_length,
+            )
+            self._header = header
+            self._frame_length = frame_length
+            self._batch = _frames_per_batch(frame_length)
+            slots = 1 if threads == 1 else threads + 1
+            self._slots = [_SealSlot(derived_key, header.message_id, frame_length, self._batch) for _ in range(slots)]
+            if threads > 1:
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="envelope-seal")
+            self._sink.write(memoryview(header.to_bytes()))
+        except BaseException as exc:
+            self._error = exc
+            self._shutdown()
+            _abort_quietly(sink)
+            super().close()
+            raise
+
+    # -- public surface --
+
+    @property
+    def header(self) -> MessageHeader:
+        return self._header
+
+    @property
+    def frame_length(self) -> int:
+        return self._frame_length
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        """Plaintext bytes accepted so far."""
+        return (self._next_sequence - 1 + self._frames) * self._frame_length + self._fill
+
+    def flush(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self._check()
+        try:
+            return self._write(data)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    def close(self) -> None:
+        """Write the final frame and commit. After a failure, raises the sticky error."""
+        if self.closed:
+            return
+        if self._error is not None:
+            super().close()
+            raise self._error
+        try:
+            slot, frames = self._slots[self._current], self._frames
+            if frames:
+                self._sink_write_in_order(slot.seal(self._take_sequence_numbers(frames), frames, None))
+            self._drain(0)
+            sequence_number = self._take_sequence_numbers(1, final=True)
+            prefix, body = slot.seal_final(frames, sequence_number, self._fill)
+            self._sink.write(memoryview(prefix))
+            self._sink.write(body)
+            self._frames = self._fill = 0
+            self._sink.commit()
+        except BaseException as exc:
+            self._fail(exc)
+            super().close()
+            raise
+        self._shutdown()
+        super().close()
+
+    def abort(self) -> None:
+        """Discard the message: nothing becomes visible. Idempotent."""
+        if self.closed:
+            return
+        if self._error is None:
+            self._fail(_Aborted())
+        super().close()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        # io.IOBase would close() -- i.e. commit -- an abandoned writer. Abort it instead.
+        with contextlib.suppress(Exception):  # nothing useful can be done in a finalizer
+            if not self.closed:
+                self.abort()
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("MessageWriter cannot be pickled")
+
+    # -- internals --
+
+    def _check(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        if self._error is not None:
+            raise self._error
+
+    def _write(self, data: bytes | bytearray | memoryview) -> int:
+        frame_length, batch = self._frame_length, self._batch
+        with memoryview(data) as raw, raw.cast("B") as view:
+            n = len(view)
+            i = 0
+            direct = False
+            while i < n:
+                if self._fill == 0 and n - i >= frame_length:
+                    # Whole frames in the caller's buffer: encrypt from there, no copy.
+                    if self._frames:
+                        self._submit(None, self._frames)
+                    count = min((n - i) // frame_length, batch)
+                    self._submit(view[i : i + count * frame_length], count)
+                    direct = True
+                    i += count * frame_length
+                    continue
+                slot = self._slots[self._current]
+                take = min(frame_length - self._fill, n - i)
+                start = slot.plaintext_offset(self._frames) + self._fill
+                slot.reserve(start + take + TAG_LENGTH)
+                slot.view[start : start + take] = view[i : i + take]
+                self._fill += take
+                i += take
+                if self._fill == frame_length:
+                    self._fill = 0
+                    self._frames += 1
+                    if self._frames == batch:
+                        self._submit(None, batch)
+            if direct:
+                self._drain(0)  # workers must be done with the caller's buffer before we return
+        return n
+
+    def _take_sequence_numbers(self, count: int, *, final: bool = False) -> int:
+        first = self._next_sequence
+        last = first + count - 1
+        # Regular frames may not use the last number: the final frame needs one after them.
+        if last > MAX_FRAME_COUNT or (not final and last >= MAX_FRAME_COUNT):
+            raise ValidationError("message too long for its frame length: at most 2^32-1 frames")
+        self._next_sequence = last + 1
+        return first
+
+    def _submit(self, plaintext: memoryview | None, count: int) -> None:
+        """Seal `count` frames of the current slot (in place, or from `plaintext`) and move on."""
+        first = self._take_sequence_numbers(count)
+        slot = self._slots[self._current]
+        self._frames = 0
+        if self._pool is None:
+            self._sink.write(slot.seal(first, count, plaintext))
+            return
+        slot.future = self._pool.submit(slot.seal, first, count, plaintext)
+        self._pending.append(slot)
+        self._current = (self._current + 1) % len(self._slots)
+        while self._slots[self._current].future is not None:
+            self._drain(len(self._pending) - 1)
+
+    def _sink_write_in_order(self, frames: memoryview) -> None:
+        self._drain(0)
+        self._sink.write(frames)
+
+    def _drain(self, keep: int) -> None:
+        """Write out sealed batches, oldest first, until at most `keep` are in flight."""
+        while len(self._pending) > keep:
+            slot = self._pending[0]
+            assert slot.future is not None, "a pending slot always has a future"
+            frames = slot.future.result()
+            self._pending.popleft()
+            slot.future = None
+            self._sink.write(frames)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._shutdown()
+        _abort_quietly(self._sink)
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
+        for slot in self._slots:
+            slot.future = None
+        if self._slots and (self._frames or self._fill):
+            # Unsealed plaintext in the current slot is all that is left to wipe.
+            slot = self._slots[self._current]
+            _wipe(slot.view[: slot.plaintext_offset(self._frames) + self._fill])
+            self._frames = self._fill = 0
+
+
+def _abort_quietly(sink: MessageSink) -> None:
+    with contextlib.suppress(Exception):  # the original error is the one to report
+        sink.abort()
+
+
+class _Aborted(ValueError):
+    def __init__(self) -> None:
+        super().__init__("the writer was aborted")
+
+
+# --- Reader ------------------------------------------------------------------
+
+
+class _OpenSlot:
+    """What opening a batch of frames needs: a ciphertext buffer, a cipher, the AAD templates."""
+
+    __slots__ = ("aad", "aead", "buffer", "final_aad", "frame_length", "future")
+
+    def __init__(self, derived_key: bytes, message_id: bytes, frame_length: int, framed: bool) -> None:
+        self.frame_length = frame_length
+        self.aead = AESGCM(derived_key)
+        self.aad = BodyAad(message_id, FRAME_AAD_LABEL if framed else SINGLE_BLOCK_AAD_LABEL)
+        self.final_aad = BodyAad(message_id, FINAL_FRAME_AAD_LABEL)
+        self.buffer = memoryview(bytearray(0))  # grown on demand, up to one batch or the final frame
+        self.future: Future[None] | None = None
+
+
+def _open_into(aead: AESGCM, iv: memoryview, body: memoryview, aad: bytearray, out: memoryview) -> None:
+    """Decrypt and verify one frame into `out`; on a bad tag, wipe `out` and raise."""
+    try:
+        aead.decrypt_into(iv, body, aad, out)
+    except InvalidTag:
+        _wipe(out)  # decrypt_into has already written unverified plaintext there
+        raise AuthenticationError from None
+
+
+def _open_frames(slot: _OpenSlot, first_sequence_number: int, count: int, data: memoryview, out: memoryview) -> None:
+    """Verify and decrypt `count` consecutive regular frames from `data` into `out`.
+
+    The stored sequence number is compared explicitly: the tag covers the
+    expected number (through the AAD) but not the stored field.
+    """
+    aead, aad, counters, frame_length = slot.aead, slot.aad.buffer, slot.aad.counter_offset, slot.frame_length
+    stride = frame_length + REGULAR_FRAME_OVERHEAD
+    unpack, pack_counters = _U32.unpack_from, BODY_AAD_COUNTERS.pack_into
+    for j in range(count):
+        sequence_number = first_sequence_number + j
+        base = j * stride
+        if unpack(data, base)[0] != sequence_number:
+            raise AuthenticationError
+        pack_counters(aad, counters, sequence_number, frame_length)
+        region = out[j * frame_length : (j + 1) * frame_length]
+        try:
+            aead.decrypt_into(data[base + 4 : base + 16], data[base + 16 : base + stride], aad, region)
+        except InvalidTag:
+            _wipe(region)
+            raise AuthenticationError from None
+
+
+class MessageReader(io.BufferedIOBase):
+    """A read-only, seekable binary file over one message in `source`.
+
+    Construction parses the header, checks the object size against the
+    body layout, calls ``resolve_key(header)`` for the data key, verifies key
+    commitment and the header tag, then the optional ``check_message_id``
+    hook (name binding). Only then can bytes be read. Seeking is arithmetic;
+    a read decrypts only the frames it touches, and a frame's plaintext is
+    released only after its tag verified. The plaintext size comes from the
+    object size and is trusted once the final frame verified, which happens
+    lazily: on reaching the end, on ``SEEK_END`` or ``plaintext_size()``.
+
+    ``required_encryption_context`` (the SDKs' required-context rule):
+    entries present in the header must match it; entries absent from the
+    header are authenticated by appending their serialization to the
+    header-authentication AAD.
+
+    `readinto` with a buffer covering whole frames decrypts straight into
+    it; `read` decrypts straight into the `bytes` it returns (on CPython).
+    The reader owns `source` and closes it on `close()` (or when
+    construction fails). It is not safe to share between threads; with
+    ``threads >= 2`` a read covering several batches of frames decrypts them
+    in parallel.
+    """
+
+    def __init__(
+        self,
+        source: MessageSource,
+        *,
+        resolve_key: Callable[[MessageHeader], bytes | DataKey],
+        required_encryption_context: Mapping[str, str] | None = None,
+        check_message_id: Callable[[bytes], bool] | None = None,
+        limits: Limits | None = None,
+        max_frame_length: int | None = None,
+        threads: int = 1,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._error: BaseException | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._plaintext = memoryview(bytearray(0))  # verified plaintext of frame self._cached
+        self._cached = -1
+        try:
+            self._threads = _check_threads(threads)
+            limits = limits or Limits()
+            if max_frame_length is not None:
+                limits = attrs.evolve(limits, max_frame_length=max_frame_length)
+            header = read_header(source, limits)
+            extra = _authenticated_only_context(header, required_encryption_context)
+            layout = body_layout(header, source.size, limits)
+            derived_key = authenticate_header(header, _key_bytes(resolve_key(header)), extra_aad=extra)
+            if check_message_id is not None and not check_message_id(header.message_id):
+                raise AuthenticationError
+        except BaseException:
+            try:
+                source.close()
+            finally:
+                super().close()
+            raise
+        self._header = header
+        self._layout = layout
+        self._derived_key = derived_key
+        self._view_at: Callable[[int, int], memoryview] | None = getattr(source, "view_at", None)
+        self._batch = _frames_per_batch(layout.frame_length)
+        self._slot = self._new_slot()
+        self._slots: list[_OpenSlot] = []
+        self._final_verified = False
+        self._pos = 0
+
+    # -- public surface --
+
+    @property
+    def header(self) -> MessageHeader:
+        """The authenticated header."""
+        return self._header
+
+    def plaintext_size(self) -> int:
+        """The plaintext length; authenticates the final frame first if it was not yet."""
+        self._check()
+        self._guard(self._ensure_final)
+        return self._layout.plaintext_size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        self._check()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check()
+        offset = operator.index(offset)
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._pos + offset
+        elif whence == io.SEEK_END:
+            self._guard(self._ensure_final)
+            position = self._layout.plaintext_size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence})")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._pos = position
+        return position
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check()
+        if size is None or size < 0:
+            return self.readall()
+        layout = self._layout
+        pos = self._pos
+        if self._cached >= 0 and pos < layout.plaintext_size:
+            index, within = self._locate(pos)
+            end = within + size
+            if index == self._cached and end <= layout.frame_plaintext_length(index):
+                out = bytes(self._plaintext[within:end])  # served from the verified frame cache
+                self._pos = pos + size
+                if self._pos >= layout.plaintext_size:
+                    self._guard(self._ensure_final)
+                return out
+        return self._read_new(max(0, min(size, layout.plaintext_size - pos)))
+
+    def readall(self) -> bytes:
+        self._check()
+        return self._read_new(max(0, self._layout.plaintext_size - self._pos))
+
+    def read1(self, size: int = -1) -> bytes:
+        """At most the rest of the current frame."""
+        self._check()
+        return self.read(self._frame_remaining(size))
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._check()
+        with memoryview(buffer) as raw, raw.cast("B") as view:
+            return self._guard(self._readinto, view)
+
+    def readinto1(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._check()
+        with memoryview(buffer) as raw, raw.cast("B") as view:
+            return self._guard(self._readinto, view[: self._frame_remaining(len(view))])
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            _wipe(self._plaintext)
+            self._cached = -1
+            self._source.close()
+        finally:
+            super().close()
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("MessageReader cannot be pickled")
+
+    # -- internals: state --
+
+    def _check(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        if self._error is not None:
+            raise self._error
+
+    def _guard(self, step: Callable[..., _T], *args: memoryview) -> _T:
+        """Run a step; any failure becomes the reader's sticky error."""
+        try:
+            return step(*args)
+        except BaseException as exc:
+            self._error = exc
+            _wipe(self._plaintext)
+            self._cached = -1
+            raise
+
+    def _read_new(self, n: int) -> bytes:
+        # Decrypt straight into the bytes object we return: BytesIO shares a bytes
+        # initial value, lends it out writable, and getvalue() hands the same
+        # object back (CPython; elsewhere it is one copy, still correct).
+        stream = io.BytesIO(bytes(n))
+        with stream.getbuffer() as view:
+            try:
+                got = self._guard(self._readinto, view)
+            except BaseException:
+                _wipe(view)
+                raise
+        out = stream.getvalue()
+        return out if got == n else out[:got]
+
+    def _new_slot(self) -> _OpenSlot:
+        layout = self._layout
+        return _OpenSlot(self._derived_key, self._header.message_id, layout.frame_length, layout.framed)
+
+    def _locate(self, pos: int) -> tuple[int, int]:
+        """(frame index, offset inside it) of plaintext position `pos` < plaintext size."""
+        layout = self._layout
+        regular_end = layout.regular_frames * layout.frame_length
+        if pos < regular_end:
+            return divmod(pos, layout.frame_length)
+        return layout.final_index, pos - regular_end
+
+    def _frame_remaining(self, size: int) -> int:
+        if self._pos >= self._layout.plaintext_size:
+            return 0
+        index, within = self._locate(self._pos)
+        remaining = self._layout.frame_plaintext_length(index) - within
+        return remaining if size < 0 else min(size, remaining)
+
+    # -- internals: frames --
+
+    def _fetch(self, offset: int, length: int, slot: _OpenSlot) -> memoryview:
+        """The `length` message bytes at `offset`: a zero-copy view, or read into the slot."""
+        if self._view_at is not None:
+            view = self._view_at(offset, length)
+            if len(view) != length:
+                raise AuthenticationError
+            return view
+        if len(slot.buffer) < length:
+            slot.buffer = memoryview(bytearray(length))
+        view = slot.buffer[:length]
+        done = 0
+        while done < length:
+            n = self._source.readinto_at(offset + done, view[done:])
+            if n <= 0:
+                raise AuthenticationError  # the object is shorter than its size said
+            done += n
+        return view
+
+    def _open_regular(self, first: int, count: int, out: memoryview, slot: _OpenSlot) -> None:
+        """Fetch and open regular frames first .. first+count-1 (one batch at most) into `out`."""
+        layout = self._layout
+        stride = layout.frame_length + REGULAR_FRAME_OVERHEAD
+        data = self._fetch(layout.frame_offset(first), count * stride, slot)
+        _open_frames(slot, first + 1, count, data, out)
+
+    def _open_final(self, out: memoryview) -> None:
+        """Fetch, check and open the final frame (or the non-framed block) into `out`."""
+        layout, slot = self._layout, self._slot
+        n = layout.final_length
+        offset = layout.frame_offset(layout.final_index)
+        if layout.framed:
+            sequence_number = layout.final_index + 1
+            frame = self._fetch(offset, n + FINAL_FRAME_OVERHEAD, slot)
+            if _FINAL_HEAD.unpack_from(frame) != (FINAL_FRAME_MARKER, sequence_number):
+                raise AuthenticationError
+            if _U32.unpack_from(frame, 20)[0] != n:
+                raise AuthenticationError
+            iv, body, aad = frame[8:20], frame[FINAL_FRAME_PREFIX:], slot.final_aad.update(sequence_number, n)
+        else:
+            frame = self._fetch(offset, n + NON_FRAMED_OVERHEAD, slot)
+            if _U64.unpack_from(frame, 12)[0] != n:
+                raise AuthenticationError
+            iv, body, aad = frame[:12], frame[20:], slot.aad.update(NON_FRAMED_SEQUENCE_NUMBER, n)
+        _open_into(slot.aead, iv, body, aad, out)
+        self._final_verified = True
+
+    def _load(self, index: int) -> None:
+        """Decrypt frame `index` into the plaintext cache."""
+        self._cached = -1
+        length = self._layout.frame_plaintext_length(index)
+        if len(self._plaintext) < length:
+            self._plaintext = memoryview(bytearray(max(length, self._layout.frame_length)))
+        if index == self._layout.final_index:
+            self._open_final(self._plaintext[:length])
+        else:
+            self._open_regular(index, 1, self._plaintext[:length], self._slot)
+        self._cached = index
+
+    def _ensure_final(self) -> None:
+        if not self._final_verified:
+            self._load(self._layout.final_index)
+
+    def _readinto(self, out: memoryview) -> int:
+        layout = self._layout
+        size = layout.plaintext_size
+        want = len(out)
+        done = 0
+        while done < want and self._pos < size:
+            index, within = self._locate(self._pos)
+            length = layout.frame_plaintext_length(index)
+            if index == self._cached:
+                take = min(length - within, want - done)
+                out[done : done + take] = self._plaintext[within : within + take]
+            elif within == 0 and want - done >= length:
+                take = self._open_run(index, out[done:])
+            else:
+                self._load(index)
+                continue
+            done += take
+            self._pos += take
+        if self._pos >= size:
+            self._ensure_final()  # end of data is reported only once it is authenticated
+        return done
+
+    def _open_run(self, first: int, out: memoryview) -> int:
+        """Decrypt whole frames from `first` straight into `out`; returns bytes produced."""
+        layout = self._layout
+        if first == layout.final_index:
+            self._open_final(out[: layout.final_length])
+            return layout.final_length
+        frame_length, batch = layout.frame_length, self._batch
+        count = min(len(out) // frame_length, layout.final_index - first)
+        if self._threads > 1 and count > batch:
+            return self._open_parallel(first, count, out)
+        for start in range(0, count, batch):
+            n = min(batch, count - start)
+            region = out[start * frame_length : (start + n) * frame_length]
+            self._open_regular(first + start, n, region, self._slot)
+        return count * frame_length
+
+    def _open_parallel(self, first: int, count: int, out: memoryview) -> int:
+        """`_open_run` on a thread pool, one batch per task; every worker joined before returning."""
+        frame_length, batch = self._layout.frame_length, self._batch
+        stride = frame_length + REGULAR_FRAME_OVERHEAD
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="envelope-open")
+            self._slots = [self._new_slot() for _ in range(self._threads + 1)]
+        pool, slots = self._pool, self._slots
+        submitted: list[tuple[int, Future[None]]] = []
+        failed_at: int | None = None
+        error: BaseException | None = None
+        start = 0
+        try:
+            for k, start in enumerate(range(0, count, batch)):
+                slot = slots[k % len(slots)]
+                if slot.future is not None:
+                    slot.future.result()  # its previous batch must be done with the slot's buffer
+                n = min(batch, count - start)
+                region = out[start * frame_length : (start + n) * frame_length]
+                # Sources are read from this thread only; workers just decrypt.
+                data = self._fetch(self._layout.frame_offset(first + start), n * stride, slot)
+                slot.future = pool.submit(_open_frames, slot, first + start + 1, n, data, region)
+                submitted.append((start, slot.future))
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the workers are joined
+            failed_at, error = start, exc
+        # Workers write into the caller's buffer: every one must finish before we return.
+        for batch_start, future in submitted:
+            try:
+                future.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if failed_at is None or batch_start < failed_at:
+                    failed_at, error = batch_start, exc
+        for slot in slots:
+            slot.future = None
+        if error is not None:
+            assert failed_at is not None, "an error always records where it happened"
+            _wipe(out[failed_at * frame_length : count * frame_length])
+            raise error
+        return count * frame_length
+
+
+def _authenticated_only_context(header: MessageHeader, required: Mapping[str, str] | None) -> bytes:
+    """Serialization of the required entries the header does not store (mismatches fail)."""
+    if not required:
+        return b""
+    missing: dict[str, str] = {}
+    for key, value in required.items():
+        stored = header.encryption_context.get(key)
+        if stored is None:
+            missing[key] = value
+        elif stored != value:
+            raise AuthenticationError
+    return serialize_encryption_context(missing)

@@ -137,6 +137,9 @@ def _to_frozen_map(value: object) -> FrozenMap:
         return value
     if not isinstance(value, Mapping):
         raise ValidationError(f"expected a mapping of str to str, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):  # before sorting, which would fail on mixed key types
+            raise ValidationError(f"mapping keys must be str, got {type(key).__name__}")
     return FrozenMap(value)
 
 

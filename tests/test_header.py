@@ -188,6 +188,8 @@ def test_created_at_is_normalized_to_utc() -> None:
         ({"created_at": 0}, "created_at"),
         ({"encryption_context": {"tenant": "acme"}}, "lacks the reserved key"),
         ({"encryption_context": "x"}, "mapping"),
+        ({"encryption_context": {1: "x", "a": "b"}}, "keys must be str"),
+        ({"labels": {None: "x"}}, "keys must be str"),
         ({"labels": {"k": 1}}, "labels value"),
     ],
 )

@@ -156,14 +156,14 @@ class ControlPlane:
         provisioner is ContainerExistsError, and the winner's header is left
         as it was. KMS failures raise the typed `KmsError` subclass.
         """
-        key_size = _params.check_key_size(key_spec, number_of_bytes)
         return self._create(
             self._open(location),
             key_id,
             encryption_context=encryption_context,
             grant_tokens=grant_tokens,
             labels=labels,
-            key_size=key_size,
+            key_spec=key_spec,
+            number_of_bytes=number_of_bytes,
         )
 
     def _create(
@@ -174,8 +174,10 @@ class ControlPlane:
         encryption_context: Mapping[str, str] | None,
         grant_tokens: Sequence[str] | None,
         labels: Mapping[str, str] | None,
-        key_size: Mapping[str, Any],
+        key_spec: str | None = "AES_256",
+        number_of_bytes: int | None = None,
     ) -> ContainerHeader:
+        key_size = _params.check_key_size(key_spec, number_of_bytes)
         key_id = _params.check_key_id(key_id)
         tokens = _params.check_grant_tokens(grant_tokens)
         checked_labels = validate_labels(labels)
@@ -253,7 +255,7 @@ class ControlPlane:
     # ----------------------------------------------------------------- list
 
     def list_containers(self, root: LocationLike) -> Iterator[ContainerResult]:
-        """Every container at or below `root`, in sorted order of location.
+        """Every container at or below `root`, depth first in the store's (sorted) listing order.
 
         Walks the store's directory-like prefixes. A prefix holding a header
         is a container: it is reported and not descended into (its objects/
@@ -310,7 +312,6 @@ class ControlPlane:
                 encryption_context=request.encryption_context,
                 grant_tokens=request.grant_tokens,
                 labels=request.labels,
-                key_size={"key_spec": "AES_256"},
             )
         # Anything at all: a lost result would leave the caller unaware of a container that exists.
         except Exception as e:  # noqa: BLE001
@@ -320,8 +321,6 @@ class ControlPlane:
     # ----------------------------------------------------------------- locations
 
     def _open(self, location: LocationLike) -> Store:
-        if isinstance(location, Store):
-            return location
         return open_store(location, s3_client=self._s3_client)
 
 

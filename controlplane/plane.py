@@ -24,21 +24,17 @@ from typing import Any, TypeAlias
 import attrs
 
 from controlplane import _params
+from envelope.containers import read_container_header
 from envelope.datakey import DataKeyGenerator, GeneratedDataKey
 from envelope.errors import (
     ContainerExistsError,
-    ContainerNotFoundError,
     EnvelopeError,
-    FormatError,
     KmsError,
     ObjectExistsError,
-    ObjectNotFoundError,
-    StorageError,
     ValidationError,
 )
 from envelope.header import (
     HEADER_NAME,
-    MAX_HEADER_BYTES,
     PROVIDERS,
     ContainerHeader,
     EncryptedDataKey,
@@ -232,25 +228,7 @@ class ControlPlane:
         ContainerNotFoundError when there is no header; FormatError (or
         UnsupportedFormatError) when it is malformed or of an unknown version.
         """
-        return self._read_header(self._open(location))
-
-    def _read_header(self, store: Store) -> ContainerHeader:
-        try:
-            data = store.get_bytes(HEADER_NAME, max_size=MAX_HEADER_BYTES)
-        except ObjectNotFoundError as e:
-            raise ContainerNotFoundError(f"no container at {store.url}") from e
-        except StorageError as e:
-            # get_bytes refuses objects over max_size; tell that case apart only on this error path.
-            size = _size_or_none(store)
-            if size is not None and size > MAX_HEADER_BYTES:
-                raise FormatError(
-                    f"{store.url}: container header: document is larger than {MAX_HEADER_BYTES} bytes"
-                ) from e
-            raise
-        try:
-            return ContainerHeader.from_json(data)
-        except FormatError as e:
-            raise type(e)(f"{store.url}: {e}") from None
+        return read_container_header(self._open(location))
 
     # ----------------------------------------------------------------- list
 
@@ -276,7 +254,7 @@ class ControlPlane:
 
     def _listed(self, container: Store) -> ContainerResult:
         try:
-            return ContainerResult(location=container.url, header=self._read_header(container))
+            return ContainerResult(location=container.url, header=read_container_header(container))
         except EnvelopeError as e:  # malformed, vanished meanwhile, unreadable: report, carry on
             return ContainerResult(location=container.url, error=e)
 
@@ -326,10 +304,3 @@ class ControlPlane:
 
 def _display(location: object) -> str:
     return str(os.fspath(location)) if isinstance(location, str | os.PathLike) else repr(location)
-
-
-def _size_or_none(store: Store) -> int | None:
-    try:
-        return store.size(HEADER_NAME)
-    except EnvelopeError:
-        return None

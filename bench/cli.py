@@ -200,12 +200,14 @@ def run(config: Config, only: list[str] | None = None, *, verbose: bool = True) 
             title, fn = figures[name]
             ctx.log(title)
             t0 = time.monotonic()
+            snapshot = env.cpu_snapshot()
             try:
                 figure = fn(config, ctx)
             except Exception as exc:
                 traceback.print_exc(file=sys.stderr)
                 figure = {"error": f"{type(exc).__name__}: {exc}", "summary": []}
             figure["seconds"] = round(time.monotonic() - t0, 1)
+            figure["other_processes_cores"] = env.others_cores(snapshot, env.cpu_snapshot())
             results["figures"][name] = figure
             results["summary"].extend(figure.get("summary", []))
     finally:

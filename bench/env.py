@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
 from importlib import metadata
 from typing import Any
 
@@ -86,3 +87,24 @@ def machine() -> dict[str, Any]:
             for name in ("cryptography", "boto3", "moto", "aws-encryption-sdk", "tink", "kms-envelope")
         },
     }
+
+
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall, machine busy CPU seconds, this process's CPU seconds incl. reaped children)."""
+    busy = 0.0
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def others_cores(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
+    """Average cores used by everything else on the machine between two snapshots
+    (a moto_server we started counts as 'else' until it exits)."""
+    wall = max(after[0] - before[0], 1e-9)
+    return round(max(0.0, (after[1] - before[1]) - (after[2] - before[2])) / wall, 2)

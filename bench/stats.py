@@ -47,24 +47,31 @@ def interleave(
     *,
     reps: int,
     warmup: int = 1,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Run each contender once per round, in order, for `warmup` + `reps` rounds.
 
     A contender returns the seconds it measured (so setup and teardown stay
     outside the timing). Warm-up rounds are discarded. The collector runs
-    between runs, never inside one.
+    between runs, never inside one. With `cpu`, each run's process CPU time
+    divided by its wall time (about 2.0 when two threads really ran at once)
+    is recorded there too.
     """
     results: dict[str, list[float]] = {name: [] for name in contenders}
     for round_index in range(warmup + reps):
         for name, run in contenders.items():
             gc.collect()
             gc.disable()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
             try:
                 seconds = run()
             finally:
                 gc.enable()
+            wall1, cpu1 = time.perf_counter(), time.process_time()
             if round_index >= warmup:
                 results[name].append(seconds)
+                if cpu is not None:
+                    cpu.setdefault(name, []).append((cpu1 - cpu0) / max(wall1 - wall0, 1e-9))
     return results
 
 

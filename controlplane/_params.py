@@ -9,44 +9,27 @@ at all. They only judge shapes and bounds; they never call anything.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from envelope import kmsparams
 from envelope.errors import ValidationError
 from envelope.header import validate_container_id
 
 __all__ = ["check_grant_tokens", "check_key_id", "check_key_size", "new_container_id", "now_utc"]
 
-KEY_ID_MAX_CHARS = 2048
-GRANT_TOKENS_MAX = 10
-GRANT_TOKEN_MAX_CHARS = 8192
 _NEEDS_32_BYTES = "suite 0x0478 needs a 32-byte data key"
 
 
 def check_key_id(key_id: object) -> str:
-    """A KMS key id in any of its four forms: here only its type and length (1..2048)."""
-    if not isinstance(key_id, str):
-        raise ValidationError(f"key_id must be a str, got {type(key_id).__name__}")
-    if not 1 <= len(key_id) <= KEY_ID_MAX_CHARS:
-        raise ValidationError(f"key_id must be 1..{KEY_ID_MAX_CHARS} characters long (got {len(key_id)})")
-    return key_id
+    """A KMS key id in any of its four forms (key id, key ARN, alias name, alias ARN), 1..2048 chars."""
+    return kmsparams.validate_key_id(key_id, parameter="key_id")
 
 
 def check_grant_tokens(grant_tokens: object) -> list[str] | None:
     """0..10 grant tokens of 1..8192 characters each; None when there are none."""
-    if grant_tokens is None:
-        return None
-    if isinstance(grant_tokens, str | bytes) or not isinstance(grant_tokens, Sequence):
-        raise ValidationError("grant_tokens must be a list of str")
-    if len(grant_tokens) > GRANT_TOKENS_MAX:
-        raise ValidationError(f"grant_tokens must have at most {GRANT_TOKENS_MAX} items (got {len(grant_tokens)})")
-    for token in grant_tokens:
-        if not isinstance(token, str):
-            raise ValidationError("grant_tokens must be a list of str")
-        if not 1 <= len(token) <= GRANT_TOKEN_MAX_CHARS:
-            raise ValidationError(f"each grant token must be 1..{GRANT_TOKEN_MAX_CHARS} characters (got {len(token)})")
-    return list(grant_tokens) or None
+    return kmsparams.validate_grant_tokens(grant_tokens, parameter="grant_tokens") or None
 
 
 def check_key_size(key_spec: object, number_of_bytes: object) -> dict[str, Any]:

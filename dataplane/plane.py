@@ -37,7 +37,7 @@ from envelope.datakey import DataKey, DataKeyDecryptor
 from envelope.errors import AuthenticationError, ValidationError
 from envelope.header import OBJECTS_PREFIX, SUITE_ID, ContainerHeader, check_binding
 from envelope.header import EncryptedDataKey as HeaderDataKey
-from envelope.kms._validate import validate_grant_tokens
+from envelope.kmsparams import validate_grant_tokens
 from envelope.storage import ObjectWriter, Store, open_store, validate_name, validate_prefix
 
 if TYPE_CHECKING:

@@ -22,9 +22,9 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from envelope import kmsparams as v
 from envelope.datakey import DataKey, GeneratedDataKey
 from envelope.errors import KmsConnectionError, KmsError, kms_error_for_code
-from envelope.kms import _validate as v
 from envelope.kms._retry import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:

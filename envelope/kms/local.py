@@ -34,6 +34,7 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from envelope import kmsparams as v
 from envelope.datakey import DataKey, GeneratedDataKey
 from envelope.errors import (
     DisabledError,
@@ -44,7 +45,6 @@ from envelope.errors import (
     NotFoundError,
     ValidationError,
 )
-from envelope.kms import _validate as v
 
 __all__ = ["KeyInfo", "LocalKms"]
 

@@ -1,9 +1,11 @@
-"""Request and response validation for the two KMS operations, before any network call.
+"""KMS request and response bounds (the seed page and Decrypt), checked before any network call.
 
-The bounds are the KMS API's (the seed page GenerateDataKeyWithoutPlaintext and
-Decrypt). Both adapters (`AwsKms`, `LocalKms`) run every request through here
-so a bad argument fails the same way, with `ValidationError`, whichever KMS is
-behind them — and never costs a round trip.
+Both KMS adapters (`AwsKms`, `LocalKms`) run every request through here, so
+a bad argument fails the same way, with `ValidationError`, whichever KMS is
+behind them — and never costs a round trip. The planes use the same checks
+for their own arguments before they touch storage. Pure functions: this
+module never calls anything and holds no key material, so the control plane
+may import it.
 """
 
 from __future__ import annotations
@@ -79,17 +81,17 @@ def validate_encryption_context(context: object) -> dict[str, str]:
     return out
 
 
-def validate_grant_tokens(tokens: object) -> list[str]:
+def validate_grant_tokens(tokens: object, *, parameter: str = "GrantTokens") -> list[str]:
     if tokens is None:
         return []
     if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
-        raise ValidationError("GrantTokens must be a list of strings")
+        raise ValidationError(f"{parameter} must be a list of strings")
     if len(tokens) > GRANT_TOKENS_MAX:
-        raise ValidationError(f"GrantTokens must have 0..{GRANT_TOKENS_MAX} items (got {len(tokens)})")
+        raise ValidationError(f"{parameter} must have 0..{GRANT_TOKENS_MAX} items (got {len(tokens)})")
     out: list[str] = []
     for t in tokens:
         if not isinstance(t, str):
-            raise ValidationError("GrantTokens must be a list of strings")
+            raise ValidationError(f"{parameter} must be a list of strings")
         if not 1 <= len(t) <= GRANT_TOKEN_MAX_LEN:
             raise ValidationError(f"each grant token must be 1..{GRANT_TOKEN_MAX_LEN} characters long (got {len(t)})")
         out.append(t)

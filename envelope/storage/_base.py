@@ -8,6 +8,13 @@ I/O. Guarantees every implementation keeps:
 - a streamed object becomes visible only when its writer commits; an abort,
   an exception or a crash leaves nothing visible under that name;
 - readers are seekable: the size is known and any range can be read.
+
+Errors are typed (envelope.errors): `ValidationError` for bad arguments
+(before any I/O), `ObjectExistsError`, `ObjectNotFoundError`, and
+`StorageError` for every other backend failure, with the cause chained.
+Stores and readers may be shared between threads; writers may not.
+
+This module defines shapes (and one buffer helper) only; it must never do I/O.
 """
 
 from __future__ import annotations
@@ -15,20 +22,43 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
+from envelope.errors import ValidationError
+
 BytesLike = bytes | bytearray | memoryview
 
-__all__ = ["BytesLike", "ObjectWriter", "RandomAccessReader", "Store"]
+__all__ = ["BytesLike", "ObjectWriter", "RandomAccessReader", "Store", "as_byte_view"]
+
+
+def as_byte_view(data: BytesLike) -> memoryview:
+    """A flat unsigned-byte view of `data` without copying it (ValidationError if that is impossible)."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise ValidationError(f"expected a bytes-like object, not {type(data).__name__}") from None
+    if view.format == "B" and view.ndim == 1:
+        return view
+    try:
+        return view.cast("B")
+    except TypeError:
+        raise ValidationError("data must be a C-contiguous bytes-like object") from None
 
 
 class ObjectWriter(Protocol):
     """A create-only (or overwriting) streaming write. Invisible until `commit()`."""
 
     def write(self, data: BytesLike, /) -> int:
-        """Append bytes (bytes, bytearray or memoryview); returns len(data)."""
+        """Append bytes (bytes, bytearray or memoryview); returns the number of bytes.
+
+        The bytes are consumed or copied before this returns, so the caller may reuse its buffer.
+        After a failure every later write/commit raises the same error (errors are sticky).
+        """
         ...
 
     def commit(self) -> None:
-        """Make the object visible atomically. Raises ObjectExistsError in create-only mode."""
+        """Make the object visible atomically. Raises ObjectExistsError in create-only mode.
+
+        A second commit after a successful one does nothing.
+        """
         ...
 
     def abort(self) -> None:
@@ -70,7 +100,9 @@ class Store(Protocol):
 
     def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None: ...
 
-    def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes: ...
+    def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes:
+        """The whole object; StorageError (without reading it) if it is larger than max_size."""
+        ...
 
     def open_writer(self, name: str, *, overwrite: bool = False) -> ObjectWriter: ...
 

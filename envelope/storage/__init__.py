@@ -1,0 +1,43 @@
+"""envelope.storage: where container headers and objects are kept.
+
+Two stores implement one small contract (`Store`): `LocalStore` (files under a
+directory) and `S3Store` (objects under a bucket prefix, through a boto3
+client the caller supplies). `open_store` turns a path, `file://` or `s3://`
+URL into one. Names are checked by `validate_name` before any I/O.
+
+Nothing in this package may encrypt, decrypt or hold key material, and
+nothing here may construct a boto3 client.
+"""
+
+from typing import TYPE_CHECKING
+
+from envelope.storage._base import BytesLike, ObjectWriter, RandomAccessReader, Store
+from envelope.storage.local import LocalStore
+from envelope.storage.location import Location, open_store, parse_location
+from envelope.storage.names import validate_name, validate_prefix
+from envelope.storage.s3 import S3Store, validate_bucket_name
+
+__all__ = [
+    "BytesLike",
+    "LocalStore",
+    "Location",
+    "ObjectWriter",
+    "RandomAccessReader",
+    "S3Store",
+    "Store",
+    "open_store",
+    "parse_location",
+    "validate_bucket_name",
+    "validate_name",
+    "validate_prefix",
+]
+
+if TYPE_CHECKING:
+    # mypy proves here that both stores (and their writers and readers) satisfy the protocols.
+    from envelope.storage.local import LocalObjectWriter, LocalReader
+    from envelope.storage.s3 import S3ObjectWriter, S3Reader
+
+    def _conforms(
+        *, a: LocalStore, b: S3Store, c: LocalObjectWriter, d: S3ObjectWriter, e: LocalReader, f: S3Reader
+    ) -> tuple[Store, Store, ObjectWriter, ObjectWriter, RandomAccessReader, RandomAccessReader]:
+        return a, b, c, d, e, f

@@ -1,0 +1,608 @@
+"""The S3 store: one S3 object per object name, under a bucket and key prefix.
+
+Create-only writes are conditional (`If-None-Match: *` on PutObject and on
+CompleteMultipartUpload), so S3 itself decides which of two racing writers
+wins. Streamed writes buffer at most one part in one preallocated buffer and
+upload it as a multipart part when it fills; an object that never fills a
+part goes up in one PutObject at commit. Nothing is visible before commit,
+and any failure or abort aborts the multipart upload. Readers issue ranged
+GETs pinned to the ETag seen at open, reading straight into the caller's
+buffer.
+
+This module must never construct a boto3 client (the caller owns endpoint,
+region, credentials and retries), never download a whole object to serve a
+ranged read, never hold more than one part (plus the read-ahead window) in
+memory per writer or reader, and never let a botocore exception escape
+untranslated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import io
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, Final, cast
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from envelope.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
+from envelope.storage._base import BytesLike, as_byte_view
+from envelope.storage.names import MAX_NAME_BYTES, validate_directory_prefix, validate_name, validate_prefix
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+__all__ = ["S3ObjectWriter", "S3Reader", "S3Store", "validate_bucket_name"]
+
+MiB: Final = 1024 * 1024
+MIN_PART_SIZE: Final = 5 * MiB  # S3's minimum for every part but the last
+MAX_PART_SIZE: Final = 5 * 1024 * MiB
+MAX_PARTS: Final = 10_000
+DEFAULT_PART_SIZE: Final = 8 * MiB
+DEFAULT_READ_AHEAD: Final = 1 * MiB
+_BODY_READ_SIZE: Final = 256 * 1024
+
+_NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
+_EXISTS_CODES: Final = frozenset({"PreconditionFailed", "412"})
+# Real S3 answers 409 when two conditional writes to one key overlap; the loser of a retry gets 412.
+_CONFLICT_CODES: Final = frozenset({"ConditionalRequestConflict"})
+_CONFLICT_RETRIES: Final = 3
+
+_BUCKET_RE: Final = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_IPV4_RE: Final = re.compile(r"\A\d{1,3}(\.\d{1,3}){3}\Z")
+
+
+def validate_bucket_name(bucket: object) -> str:
+    """Return `bucket` if it follows S3's general-purpose bucket naming rules, else raise ValidationError."""
+    if not isinstance(bucket, str):
+        raise ValidationError(f"bucket name must be a str, not {type(bucket).__name__}")
+    shown = repr(bucket) if len(bucket) <= 70 else repr(bucket[:67] + "...")
+    if not _BUCKET_RE.match(bucket):
+        raise ValidationError(
+            f"invalid bucket name {shown}: 3-63 characters of lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit"
+        )
+    if ".." in bucket or ".-" in bucket or "-." in bucket or _IPV4_RE.match(bucket):
+        raise ValidationError(f"invalid bucket name {shown}")
+    if bucket.startswith(("xn--", "sthree-")) or bucket.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3")):
+        raise ValidationError(f"invalid bucket name {shown}: reserved prefix or suffix")
+    return bucket
+
+
+def _normalize_prefix(prefix: object) -> str:
+    """'' or 'a/b/' (a valid name plus '/'); accepts the name with or without the trailing '/'."""
+    if not isinstance(prefix, str):
+        raise ValidationError(f"S3 key prefix must be a str, not {type(prefix).__name__}")
+    if not prefix:
+        return ""
+    validate_name(prefix.removesuffix("/"))
+    return prefix.removesuffix("/") + "/"
+
+
+def _positive_int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValidationError(f"{what} must be a non-negative int")
+    return value
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def _translated(operation: str, name: str, *, create_only: bool = False) -> Iterator[None]:
+    """Turn botocore failures into envelope errors, keeping the original as `__cause__`."""
+    try:
+        yield
+    except ClientError as e:
+        code = _error_code(e)
+        if code in _NOT_FOUND_CODES:
+            raise ObjectNotFoundError(f"no object named {name!r}") from e
+        if create_only and code in _EXISTS_CODES | _CONFLICT_CODES:
+            raise ObjectExistsError(f"an object named {name!r} already exists") from e
+        raise StorageError(f"S3 {operation} failed for {name!r} ({code or 'no error code'})") from e
+    except BotoCoreError as e:
+        raise StorageError(f"S3 {operation} failed for {name!r} ({type(e).__name__})") from e
+
+
+def _is_conflict(error: ClientError) -> bool:
+    return _error_code(error) in _CONFLICT_CODES
+
+
+def _retry_conflicts(call: Any, **kwargs: Any) -> Any:
+    # A conditional write that overlapped another one may be retried; a retry after the other
+    # one committed is answered with 412, so exactly one writer ends up winning.
+    for attempt in range(_CONFLICT_RETRIES):
+        try:
+            return call(**kwargs)
+        except ClientError as e:
+            if not _is_conflict(e) or attempt == _CONFLICT_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (2**attempt))
+    raise AssertionError("unreachable")
+
+
+class _ViewBody(io.RawIOBase):
+    """A seekable read-only file over a memoryview.
+
+    botocore accepts bytes, bytearray or a file as a request body; this lets it
+    send a slice of the part buffer (and rewind it for a retry) without the
+    slice being copied into a new bytes object first.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        start, self._pos = self._pos, max(self._pos, end)
+        return bytes(self._view[start:end])
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        n = max(0, min(len(target), len(self._view) - self._pos))
+        target[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+class S3Store:
+    """Objects stored as S3 objects `prefix + name` in `bucket`, through the caller's boto3 client.
+
+    Thread-safe (boto3 clients are). `part_size` bounds a writer's memory;
+    objects of at most `small_object_threshold` bytes that never filled a part
+    are written with one PutObject. `read_ahead` bytes are fetched for small
+    reads so sequential small reads do not each cost a GET (0 disables it).
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        prefix: str = "",
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        small_object_threshold: int | None = None,
+        read_ahead: int = DEFAULT_READ_AHEAD,
+        list_page_size: int = 1000,
+    ) -> None:
+        if client is None:
+            raise ValidationError("S3Store needs a boto3 S3 client")
+        self._client = client
+        self._bucket = validate_bucket_name(bucket)
+        self._prefix = _normalize_prefix(prefix)
+        part_size = _positive_int(part_size, "part_size")
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ValidationError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
+        self._part_size = part_size
+        threshold = part_size if small_object_threshold is None else small_object_threshold
+        threshold = _positive_int(threshold, "small_object_threshold")
+        if threshold > part_size:
+            raise ValidationError("small_object_threshold must not exceed part_size (the writer buffers one part)")
+        self._threshold = threshold
+        self._read_ahead = _positive_int(read_ahead, "read_ahead")
+        if not 1 <= _positive_int(list_page_size, "list_page_size") <= 1000:
+            raise ValidationError("list_page_size must be between 1 and 1000")
+        self._page_size = list_page_size
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self._bucket}/{self._prefix.removesuffix('/')}".removesuffix("/")
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix: '' or ending in '/'."""
+        return self._prefix
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r})"
+
+    def substore(self, prefix: str) -> S3Store:
+        validate_name(prefix)
+        if len((self._prefix + prefix + "/").encode("utf-8")) >= MAX_NAME_BYTES:
+            raise ValidationError(f"substore prefix {prefix!r} leaves no room for object names in an S3 key")
+        child = S3Store.__new__(S3Store)
+        child.__dict__.update(self.__dict__)
+        child._prefix = self._prefix + prefix + "/"
+        return child
+
+    def _key(self, name: str) -> str:
+        validate_name(name)
+        key = self._prefix + name
+        if len(key.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValidationError(f"S3 key for {name!r} would exceed {MAX_NAME_BYTES} bytes with the store prefix")
+        return key
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def open_writer(self, name: str, *, overwrite: bool = False) -> S3ObjectWriter:
+        return S3ObjectWriter(self, name, self._key(name), overwrite=overwrite)
+
+    def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None:
+        key = self._key(name)
+        view = as_byte_view(data)
+        if view.nbytes > self._threshold:
+            with S3ObjectWriter(self, name, key, overwrite=overwrite) as writer:
+                writer.write(view)
+            return
+        self._put_object(name, key, view, overwrite=overwrite)
+
+    def _put_object(self, name: str, key: str, view: memoryview, *, overwrite: bool) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if not overwrite:
+            kwargs["IfNoneMatch"] = "*"
+        with _translated("PutObject", name, create_only=not overwrite):
+            _retry_conflicts(self._client.put_object, Body=cast("IO[bytes]", _ViewBody(view)), **kwargs)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def open_reader(self, name: str) -> S3Reader:
+        key = self._key(name)
+        with _translated("HeadObject", name):
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+        return S3Reader(self, name, key, size=int(head["ContentLength"]), etag=head["ETag"])
+
+    def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes:
+        key = self._key(name)
+        if max_size is not None:
+            _positive_int(max_size, "max_size")
+        with _translated("GetObject", name):
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+            body = response["Body"]
+            try:
+                size = int(response["ContentLength"])
+                if max_size is not None and size > max_size:
+                    raise StorageError(f"{name!r} is {size} bytes, more than max_size={max_size}")
+                return body.read()
+            finally:
+                body.close()
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.size(name)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def size(self, name: str) -> int:
+        key = self._key(name)
+        with _translated("HeadObject", name):
+            return int(self._client.head_object(Bucket=self._bucket, Key=key)["ContentLength"])
+
+    def delete(self, name: str) -> None:
+        key = self._key(name)
+        # DeleteObject succeeds on a missing key; the contract wants ObjectNotFoundError, so look first.
+        with _translated("HeadObject", name):
+            self._client.head_object(Bucket=self._bucket, Key=key)
+        with _translated("DeleteObject", name):
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+
+    # -- listing -------------------------------------------------------------------------------
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
+        return self._list(prefix)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        for page in self._pages(prefix, delimiter=False):
+            for item in page.get("Contents", ()):
+                name = item["Key"][len(self._prefix) :]
+                if _valid(name):
+                    yield name
+
+    def list_children(self, prefix: str = "") -> Iterator[str]:
+        validate_directory_prefix(prefix)
+        return self._list_children(prefix)
+
+    def _list_children(self, prefix: str) -> Iterator[str]:
+        cut = len(self._prefix)
+        for page in self._pages(prefix, delimiter=True):
+            objects = (item["Key"][cut:] for item in page.get("Contents", ()))
+            prefixes = (item["Prefix"][cut:] for item in page.get("CommonPrefixes", ()))
+            # Each list is sorted and pages advance through the key space, so a merge keeps order.
+            for child in heapq.merge(objects, prefixes):
+                if _valid(child.removesuffix("/")):
+                    yield child
+
+    def _pages(self, prefix: str, *, delimiter: bool) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": self._prefix + prefix, "MaxKeys": self._page_size}
+        if delimiter:
+            kwargs["Delimiter"] = "/"
+        while True:
+            with _translated("ListObjectsV2", prefix):
+                page: dict[str, Any] = dict(self._client.list_objects_v2(**kwargs))
+            yield page
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
+
+
+def _valid(name: str) -> bool:
+    # Keys written by other tools (empty segments, dot segments...) are not objects of this store.
+    try:
+        validate_name(name)
+    except ValidationError:
+        return False
+    return True
+
+
+_OPEN, _COMMITTED, _ABORTED, _FAILED = "open", "committed", "aborted", "failed"
+
+
+class S3ObjectWriter:
+    """Buffers one part in a preallocated buffer; uploads parts as they fill; publishes on commit.
+
+    Not thread-safe. Errors are sticky, and every failure aborts the multipart
+    upload, so nothing (not even invisible parts) is left behind. A writer that
+    is abandoned without commit or abort (or a crashed process) leaves an
+    incomplete multipart upload: invisible, but billed until a bucket lifecycle
+    rule (AbortIncompleteMultipartUpload) removes it.
+    """
+
+    def __init__(self, store: S3Store, name: str, key: str, *, overwrite: bool) -> None:
+        self._store = store
+        self._client = store._client
+        self._bucket = store._bucket
+        self._name = name
+        self._key = key
+        self._overwrite = overwrite
+        self._part_size = store._part_size
+        self._buffer = memoryview(bytearray(self._part_size))  # the one buffer this writer ever uses
+        self._filled = 0
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+        self._state = _OPEN
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"S3ObjectWriter({self._name!r}, state={self._state})"
+
+    def _check_open(self) -> None:
+        if self._state == _FAILED and self._error is not None:
+            raise self._error
+        if self._state != _OPEN:
+            raise StorageError(f"writer for {self._name!r} is already {self._state}")
+
+    def write(self, data: BytesLike, /) -> int:
+        self._check_open()
+        view = as_byte_view(data)
+        total = view.nbytes
+        try:
+            while view:
+                n = min(len(view), self._part_size - self._filled)
+                # Assigning through memoryviews copies once, with no temporary object.
+                self._buffer[self._filled : self._filled + n] = view[:n]
+                self._filled += n
+                view = view[n:]
+                if self._filled == self._part_size:
+                    self._upload_part()
+        except BaseException as e:
+            self._fail(e)
+            raise
+        return total
+
+    def _upload_part(self) -> None:
+        if self._upload_id is None:
+            with _translated("CreateMultipartUpload", self._name):
+                created = self._client.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, ChecksumAlgorithm="CRC32"
+                )
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(f"{self._name!r} needs more than {MAX_PARTS} parts; use a larger part_size")
+        with _translated("UploadPart", self._name):
+            response = self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=cast("IO[bytes]", _ViewBody(self._buffer[: self._filled])),
+                ChecksumAlgorithm="CRC32",
+            )
+        part: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
+        if "ChecksumCRC32" in response:
+            part["ChecksumCRC32"] = response["ChecksumCRC32"]
+        self._parts.append(part)
+        self._filled = 0
+
+    def commit(self) -> None:
+        if self._state == _COMMITTED:
+            return
+        self._check_open()
+        try:
+            if self._upload_id is None and self._filled <= self._store._threshold:
+                self._store._put_object(self._name, self._key, self._buffer[: self._filled], overwrite=self._overwrite)
+            else:
+                if self._filled or not self._parts:
+                    self._upload_part()
+                self._complete()
+        except BaseException as e:
+            self._fail(e)
+            raise
+        self._state = _COMMITTED
+        self._release()
+
+    def _complete(self) -> None:
+        assert self._upload_id is not None
+        kwargs: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": self._key,
+            "UploadId": self._upload_id,
+            "MultipartUpload": {"Parts": self._parts},
+        }
+        if not self._overwrite:
+            kwargs["IfNoneMatch"] = "*"
+        with _translated("CompleteMultipartUpload", self._name, create_only=not self._overwrite):
+            _retry_conflicts(self._client.complete_multipart_upload, **kwargs)
+        self._upload_id = None  # completed: nothing left to abort
+
+    def abort(self) -> None:
+        if self._state == _OPEN:
+            self._state = _ABORTED
+        self._abort_upload()
+
+    def _fail(self, error: BaseException) -> None:
+        self._state = _FAILED
+        self._error = error
+        self._abort_upload()
+
+    def _abort_upload(self) -> None:
+        upload_id, self._upload_id = self._upload_id, None
+        self._release()
+        if upload_id is None:
+            return
+        # If this fails the upload is still invisible; a lifecycle rule reaps what we could not abort.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
+
+    def _release(self) -> None:
+        self._buffer = memoryview(bytearray(0))
+        self._filled = 0
+
+    def __enter__(self) -> S3ObjectWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._state != _OPEN:
+            return
+        if exc and exc[0] is not None:
+            self.abort()
+        else:
+            self.commit()
+
+
+class S3Reader:
+    """Ranged GETs pinned to the ETag seen at open, so a replaced object cannot be read as a mix.
+
+    Reads of at least `read_ahead` bytes go straight into the caller's buffer;
+    smaller ones are served from one read-ahead window. Safe to share between
+    threads (the window is guarded by a lock; direct reads need none).
+    """
+
+    def __init__(self, store: S3Store, name: str, key: str, *, size: int, etag: str) -> None:
+        self._client = store._client
+        self._bucket = store._bucket
+        self._name = name
+        self._key = key
+        self._size = size
+        self._etag = etag
+        self._window_size = min(store._read_ahead, size)
+        self._window = bytearray(0)  # allocated on the first small read, then reused
+        self._window_start = 0
+        self._window_len = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"S3Reader({self._name!r}, size={self._size})"
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
+        if self._closed:
+            raise ValidationError(f"reader for {self._name!r} is closed")
+        if not isinstance(offset, int) or offset < 0:
+            raise ValidationError("offset must be a non-negative int")
+        view = as_byte_view(buf)
+        if view.readonly:
+            raise ValidationError("buf must be writable")
+        want = max(0, min(view.nbytes, self._size - offset))
+        done = 0
+        while done < want:
+            pos = offset + done
+            rest = want - done
+            with self._lock:
+                hit = self._from_window(pos, view[done:want])
+            if hit:
+                done += hit
+            elif rest >= self._window_size:
+                self._get_range(pos, view[done:want])
+                done = want
+            else:
+                with self._lock:
+                    self._fill_window(pos)
+        return want
+
+    def _from_window(self, pos: int, target: memoryview) -> int:
+        start = pos - self._window_start
+        if not 0 <= start < self._window_len:
+            return 0
+        n = min(self._window_len - start, len(target))
+        target[:n] = memoryview(self._window)[start : start + n]
+        return n
+
+    def _fill_window(self, pos: int) -> None:
+        if not self._window:
+            self._window = bytearray(self._window_size)
+        length = min(self._window_size, self._size - pos)
+        self._window_len = 0  # invalid until the GET has filled it
+        self._get_range(pos, memoryview(self._window)[:length])
+        self._window_start, self._window_len = pos, length
+
+    def _get_range(self, pos: int, target: memoryview) -> None:
+        end = pos + len(target) - 1
+        with _translated("GetObject", self._name):
+            try:
+                response = self._client.get_object(
+                    Bucket=self._bucket, Key=self._key, Range=f"bytes={pos}-{end}", IfMatch=self._etag
+                )
+            except ClientError as e:
+                if _error_code(e) in _EXISTS_CODES:
+                    raise StorageError(f"{self._name!r} was replaced while it was being read") from e
+                raise
+            body = response["Body"]
+            try:
+                got = 0
+                while got < len(target):
+                    # urllib3 serves readinto(b) through a temporary bytes of len(b): bound that copy.
+                    piece = target[got : got + _BODY_READ_SIZE]
+                    # botocore-stubs mistype readinto's argument; botocore takes any writable buffer.
+                    n = body.readinto(piece)  # type: ignore[arg-type]
+                    if not n:
+                        raise StorageError(f"short read from S3 for {self._name!r}")
+                    got += n
+            finally:
+                body.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            self._window, self._window_len = bytearray(0), 0
+
+    def __enter__(self) -> S3Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -2,7 +2,8 @@
 
 Both speak the message format of `dataplane.format` (ESDK v2, suite 0x0478,
 framed) and mirror each other. Frames move in batches of about
-`BATCH_BYTES`, through buffers allocated once and reused; the IV comes from
+`BATCH_BYTES`, through buffers that grow to one batch and are then reused
+(small messages stay small); the IV comes from
 the sequence number; the body AAD is a template rewritten in place; AES-GCM
 runs in place or straight between the caller's memory and ours
 (`encrypt_into` / `decrypt_into`), so a frame costs no allocation. Errors are
@@ -199,6 +200,7 @@ class _SealSlot:
         if size > have:
             grown = bytearray(min(max(size, 2 * have, SLOT_MIN_BYTES), self.capacity))
             grown[:have] = self.view
+            _wipe(self.view)  # it may hold plaintext waiting to be sealed
             self.view = memoryview(grown)
 
     def plaintext_offset(self, frame: int) -> int:
@@ -809,6 +811,7 @@ class MessageReader(io.BufferedIOBase):
         self._cached = -1
         length = self._layout.frame_plaintext_length(index)
         if len(self._plaintext) < length:
+            _wipe(self._plaintext)
             self._plaintext = memoryview(bytearray(max(length, self._layout.frame_length)))
         if index == self._layout.final_index:
             self._open_final(self._plaintext[:length])

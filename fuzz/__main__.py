@@ -1,0 +1,7 @@
+"""``python -m fuzz --target {header,message} --runs N``: see `fuzz.run`."""
+
+import sys
+
+from fuzz.run import main
+
+sys.exit(main())

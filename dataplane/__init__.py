@@ -9,11 +9,13 @@ import it.
 
 from dataplane.cache import CacheStats, DataKeyCache
 from dataplane.format import DEFAULT_FRAME_LENGTH, EncryptedDataKey, Limits, MessageHeader
+from dataplane.message import decrypt_message
 from dataplane.plane import Container, DataPlane, ObjectInfo, VerifyResult
-from dataplane.stream import MessageReader, MessageWriter
+from dataplane.stream import BufferSource, MessageReader, MessageWriter
 
 __all__ = [
     "DEFAULT_FRAME_LENGTH",
+    "BufferSource",
     "CacheStats",
     "Container",
     "DataKeyCache",
@@ -25,11 +27,5 @@ __all__ = [
     "MessageWriter",
     "ObjectInfo",
     "VerifyResult",
+    "decrypt_message",
 ]
-
-try:  # the low-level expert path (issue #9), when present
-    from dataplane.message import decrypt_message
-
-    __all__ += ["decrypt_message"]
-except ImportError:  # pragma: no cover
-    pass

@@ -33,7 +33,7 @@ from typing import Final
 
 from envelope.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
 from envelope.storage._base import BytesLike, as_byte_view
-from envelope.storage.names import validate_directory_prefix, validate_name, validate_prefix
+from envelope.storage.names import is_valid_name, validate_directory_prefix, validate_name, validate_prefix
 
 __all__ = ["LocalObjectWriter", "LocalReader", "LocalStore"]
 
@@ -372,7 +372,7 @@ class LocalStore:
         try:
             for entry, is_dir in _entries(chain[-1]):
                 if not is_dir:
-                    if _full_name_ok(prefix + entry):
+                    if is_valid_name(prefix + entry):
                         yield prefix + entry
                 elif self._has_object(chain[-1], entry, prefix + entry + "/"):
                     yield prefix + entry + "/"
@@ -390,7 +390,7 @@ class LocalStore:
             if not entry.startswith(leaf_prefix):
                 continue
             if not is_dir:
-                if _full_name_ok(rel + entry):
+                if is_valid_name(rel + entry):
                     yield rel + entry
                 continue
             sub = _open_listed_dir(dir_fd, entry)
@@ -519,14 +519,6 @@ def _open_listed_dir(parent_fd: int, entry: str) -> int | None:
         return None  # removed or swapped (e.g. for a symlink) since it was listed: skip it
     except OSError as e:
         raise StorageError("cannot open a store directory") from e
-
-
-def _full_name_ok(name: str) -> bool:
-    try:
-        validate_name(name)
-    except ValidationError:
-        return False
-    return True
 
 
 _OPEN, _COMMITTED, _ABORTED, _FAILED = "open", "committed", "aborted", "failed"

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from envelope.errors import ValidationError
 
-__all__ = ["MAX_NAME_BYTES", "MAX_SEGMENT_BYTES", "validate_directory_prefix", "validate_name", "validate_prefix"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "is_valid_name",
+    "validate_directory_prefix",
+    "validate_name",
+    "validate_prefix",
+]
 
 MAX_NAME_BYTES = 1024
 """S3's key limit; local stores keep the same limit so names stay portable."""
@@ -103,3 +110,13 @@ def validate_directory_prefix(prefix: object) -> str:
     if prefix and not prefix.endswith("/"):
         raise ValidationError(f"list_children prefix {_show(prefix)} must be '' or end with '/'")
     return prefix
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether `name` is a valid object name. Listings use it to skip entries written by
+    other tools (empty or dot segments...), which are not objects of a store."""
+    try:
+        validate_name(name)
+    except ValidationError:
+        return False
+    return True

@@ -32,7 +32,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from envelope.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
 from envelope.storage._base import BytesLike, as_byte_view
-from envelope.storage.names import MAX_NAME_BYTES, validate_directory_prefix, validate_name, validate_prefix
+from envelope.storage.names import (
+    MAX_NAME_BYTES,
+    is_valid_name,
+    validate_directory_prefix,
+    validate_name,
+    validate_prefix,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -315,7 +321,7 @@ class S3Store:
         for page in self._pages(prefix, delimiter=False):
             for item in page.get("Contents", ()):
                 name = item["Key"][len(self._prefix) :]
-                if _valid(name):
+                if is_valid_name(name):
                     yield name
 
     def list_children(self, prefix: str = "") -> Iterator[str]:
@@ -329,7 +335,7 @@ class S3Store:
             prefixes = (item["Prefix"][cut:] for item in page.get("CommonPrefixes", ()))
             # Each list is sorted and pages advance through the key space, so a merge keeps order.
             for child in heapq.merge(objects, prefixes):
-                if _valid(child.removesuffix("/")):
+                if is_valid_name(child.removesuffix("/")):
                     yield child
 
     def _pages(self, prefix: str, *, delimiter: bool) -> Iterator[dict[str, Any]]:
@@ -344,15 +350,6 @@ class S3Store:
             if not page.get("IsTruncated") or not token:
                 return
             kwargs["ContinuationToken"] = token
-
-
-def _valid(name: str) -> bool:
-    # Keys written by other tools (empty segments, dot segments...) are not objects of this store.
-    try:
-        validate_name(name)
-    except ValidationError:
-        return False
-    return True
 
 
 _OPEN, _COMMITTED, _ABORTED, _FAILED = "open", "committed", "aborted", "failed"

@@ -1,0 +1,273 @@
+"""Data-plane commands: `put`, `get`, `ls`, `rm`, `inspect`, `verify`.
+
+`put`, `get` and `verify` open the container with its data key (one KMS
+Decrypt). `ls`, `rm` and `inspect` need no key and make no KMS call.
+
+Plaintext only ever flows between the caller's file or pipe and the data
+plane's streams, through one reused buffer that is zeroed afterwards. `get`
+to a file is atomic (see `envelope_cli.files`); `get` to standard output
+streams, so a frame that fails authentication after earlier frames were
+written ends the output early with exit code 3 and a message on stderr:
+the reader of the pipe must treat such output as incomplete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from dataplane import Container, ObjectInfo, VerifyResult
+from envelope.errors import AuthenticationError, EnvelopeError
+from envelope.header import SUITE_ID
+from envelope_cli.control import header_document
+from envelope_cli.exitcodes import ExitCode, exit_code_for, one_line
+from envelope_cli.files import atomic_output, open_input
+from envelope_cli.output import Output
+from envelope_cli.progress import transfer_progress
+from envelope_cli.session import Session
+
+__all__ = ["COPY_BUFFER", "add_parsers"]
+
+COPY_BUFFER = 1024 * 1024
+_CONTENT_TYPES = {1: "non-framed", 2: "framed"}
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+
+
+class _ReadableInto(Protocol):
+    def readinto(self, buffer: bytearray | memoryview, /) -> int: ...
+
+
+class _Counted:
+    """Passes writes through to the data plane's writer, reporting progress."""
+
+    def __init__(self, writer: _Writable, tick: Callable[[int], None]) -> None:
+        self._writer = writer
+        self._tick = tick
+
+    def write(self, data: bytes) -> int:
+        n = self._writer.write(data)
+        self._tick(len(data))
+        return n
+
+
+def put(session: Session, out: Output, args: argparse.Namespace) -> int:
+    with open_input(args.file) as (source, size):
+        container = session.open_container(args.location)
+        source_name = "stdin" if args.file == "-" else args.file
+        with (
+            transfer_progress(size, description=f"put {args.name}", quiet=out.quiet) as tick,
+            container.open_writer(args.name, overwrite=args.overwrite) as writer,
+        ):
+            shutil.copyfileobj(source, _Counted(writer, tick), COPY_BUFFER)
+            written = writer.tell()
+    encrypted = container.size(args.name)
+    out.status(
+        {"location": container.url, "name": args.name, "size": written, "encrypted_size": encrypted},
+        f"put {args.name}: {written} bytes from {source_name} ({encrypted} bytes encrypted) in {container.url}",
+    )
+    return ExitCode.OK
+
+
+def _write_all(sink: _Writable, data: memoryview) -> None:
+    # A buffered pipe write can come back short when the reader goes away mid-write (the
+    # next write then fails with EPIPE); never let the rest of a frame vanish silently.
+    while data:
+        data = data[sink.write(data) :]
+
+
+def _copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None]) -> int:
+    """Copy verified plaintext, one buffer of whole frames at a time, then zero the buffer."""
+    buffer = bytearray(COPY_BUFFER)
+    view = memoryview(buffer)
+    total = 0
+    try:
+        while n := reader.readinto(view):
+            _write_all(sink, view[:n])
+            total += n
+            tick(n)
+    finally:
+        view.release()
+        buffer[:] = bytes(len(buffer))
+    return total
+
+
+def get(session: Session, out: Output, args: argparse.Namespace) -> int:
+    container = session.open_container(args.location)
+    with container.open_reader(args.name) as reader:
+        # Authenticates the final frame up front, so a truncated object fails before any output.
+        size = reader.plaintext_size()
+        with transfer_progress(size, description=f"get {args.name}", quiet=out.quiet) as tick:
+            if args.output == "-":
+                return _get_to_stdout(reader, tick, args.name)
+            with atomic_output(args.output) as sink:
+                total = _copy_out(reader, sink, tick)
+    out.status(
+        {"location": container.url, "name": args.name, "size": total, "output": args.output},
+        f"get {args.name}: {total} bytes to {args.output}",
+    )
+    return ExitCode.OK
+
+
+def _get_to_stdout(reader: _ReadableInto, tick: Callable[[int], None], name: str) -> int:
+    stdout = sys.stdout.buffer
+    written = 0
+
+    def counting(n: int) -> None:
+        nonlocal written
+        written += n
+        tick(n)
+
+    try:
+        _copy_out(reader, stdout, counting)
+        stdout.flush()
+    except AuthenticationError as e:
+        stdout.flush()
+        if written:
+            raise AuthenticationError(
+                f"{e} (object {name!r}: {written} bytes were already written to standard output; "
+                "they are incomplete: discard them)"
+            ) from e
+        raise
+    return ExitCode.OK
+
+
+def ls(session: Session, out: Output, args: argparse.Namespace) -> int:
+    container = session.browse_container(args.location)
+    names = list(container.list(args.prefix or ""))
+    if args.long:
+        sizes = [container.size(n) for n in names]
+        out.result(
+            [{"name": n, "encrypted_size": s} for n, s in zip(names, sizes, strict=True)],
+            "\n".join(f"{s:>14}  {n}" for n, s in zip(names, sizes, strict=True)),
+        )
+    else:
+        out.result(names, "\n".join(names))
+    return ExitCode.OK
+
+
+def rm(session: Session, out: Output, args: argparse.Namespace) -> int:
+    container = session.browse_container(args.location)
+    for name in args.names:
+        container.delete(name)
+        out.status({"location": container.url, "removed": name}, f"removed {name}")
+    return ExitCode.OK
+
+
+def _object_document(container: Container, info: ObjectInfo) -> dict[str, Any]:
+    return {
+        "location": container.url,
+        "name": info.name,
+        "authenticated": False,
+        "encrypted_size": info.encrypted_size,
+        "message_format": 2,
+        "message_id": info.message_id,
+        "suite_id": f"{info.suite_id:#06x}",
+        "suite": "AES_256_GCM_HKDF_SHA512_COMMIT_KEY" if info.suite_id == SUITE_ID else "unsupported",
+        "content_type": _CONTENT_TYPES.get(info.content_type, str(info.content_type)),
+        "frame_length": info.frame_length,
+        "encryption_context": dict(info.encryption_context),
+        "encrypted_data_keys": [{"provider_id": p, "provider_info": i} for p, i in info.encrypted_data_keys],
+        "bound_to_container": info.bound_to_container,
+    }
+
+
+def inspect(session: Session, out: Output, args: argparse.Namespace) -> int:
+    container = session.browse_container(args.location)
+    if args.name is None:
+        out.document(header_document(container.url, container.header))
+    else:
+        out.document(_object_document(container, container.inspect(args.name)))
+    return ExitCode.OK
+
+
+def _verified(result: VerifyResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "ok": True,
+        "size": result.size,
+        "encrypted_size": result.encrypted_size,
+        "frame_length": result.frame_length,
+    }
+
+
+def verify(session: Session, out: Output, args: argparse.Namespace) -> int:
+    container = session.open_container(args.location)
+    names = args.names or list(container.list())
+    results: list[dict[str, Any]] = []
+    worst: ExitCode | None = None
+    for name in names:
+        try:
+            result = _verified(container.verify(name))
+        except EnvelopeError as e:
+            code = exit_code_for(e)
+            # An authentication failure outranks any other: it is what an operator must see.
+            if worst is None or code == ExitCode.AUTHENTICATION:
+                worst = code
+            result = {"name": name, "ok": False, "error": one_line(e), "exit_code": int(code)}
+            if out.quiet and not out.json:
+                out.error(f"{name}: {one_line(e)}")
+        results.append(result)
+        if not out.json and not out.quiet:
+            line = f"ok      {name}  ({result['size']} bytes)" if result["ok"] else f"FAILED  {name}: {result['error']}"
+            print(line, flush=True)
+    failed = sum(1 for r in results if not r["ok"])
+    out.status(
+        {"location": container.url, "ok": failed == 0, "objects": results},
+        f"verified {len(results)} object(s) in {container.url}: {len(results) - failed} ok, {failed} failed",
+    )
+    if worst is None:
+        return ExitCode.OK
+    out.error(f"{failed} of {len(results)} object(s) failed verification in {container.url}")
+    return worst
+
+
+def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("put", parents=[common], help="encrypt FILE (or stdin) into object NAME")
+    p.add_argument("location", metavar="LOCATION")
+    p.add_argument("name", metavar="NAME", help="object name (e.g. reports/q3.csv)")
+    p.add_argument("file", metavar="FILE", nargs="?", default="-", help="input file; - or absent: stdin")
+    p.add_argument("--overwrite", action="store_true", help="replace NAME if it exists (default: refuse)")
+    p.set_defaults(run=put)
+
+    p = commands.add_parser("get", parents=[common], help="decrypt object NAME to a file or stdout")
+    p.add_argument("location", metavar="LOCATION")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default="-",
+        help="output file, written atomically; - or absent: stdout, streamed (see docs/cli.md)",
+    )
+    p.set_defaults(run=get)
+
+    p = commands.add_parser("ls", parents=[common], help="list object names (no KMS call)")
+    p.add_argument("location", metavar="LOCATION")
+    p.add_argument("prefix", metavar="PREFIX", nargs="?", help="only names starting with PREFIX")
+    p.add_argument("-l", "--long", action="store_true", help="also show each object's encrypted size")
+    p.set_defaults(run=ls)
+
+    p = commands.add_parser("rm", parents=[common], help="delete objects (no KMS call)")
+    p.add_argument("location", metavar="LOCATION")
+    p.add_argument("names", metavar="NAME", nargs="+")
+    p.set_defaults(run=rm)
+
+    p = commands.add_parser(
+        "inspect",
+        parents=[common],
+        help="show the container header, or an object's message header, as JSON (no key, no KMS call)",
+    )
+    p.add_argument("location", metavar="LOCATION")
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.set_defaults(run=inspect)
+
+    p = commands.add_parser("verify", parents=[common], help="authenticate objects without writing any plaintext")
+    p.add_argument("location", metavar="LOCATION")
+    p.add_argument("names", metavar="NAME", nargs="*", help="objects to verify (default: all)")
+    p.set_defaults(run=verify)

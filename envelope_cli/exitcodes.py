@@ -1,0 +1,101 @@
+"""Exit codes of the `envelope` command, and how an exception maps to one.
+
+The table is part of the command's interface (docs/cli.md): scripts branch
+on it, so a code never changes meaning. An exception maps by its class, most
+specific first; the message printed for it is one line and never carries
+key material (the library's messages never do, and nothing here adds any).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from botocore.exceptions import NoRegionError, PartialCredentialsError, ProfileNotFound
+
+from envelope.errors import (
+    AuthenticationError,
+    EnvelopeError,
+    FormatError,
+    KeystoreError,
+    KmsError,
+    StorageError,
+    ValidationError,
+)
+
+__all__ = ["CliError", "ExitCode", "exit_code_for", "one_line"]
+
+
+class ExitCode(enum.IntEnum):
+    """What the process exit status means."""
+
+    OK = 0
+    ERROR = 1
+    """Anything not listed below (including internal errors)."""
+    USAGE = 2
+    """Bad command line or argument value; nothing was done."""
+    AUTHENTICATION = 3
+    """Data failed authentication: tampered with, corrupt, truncated, moved or copied to another name."""
+    NOT_FOUND = 4
+    """The container, object or local input file does not exist."""
+    EXISTS = 5
+    """The container or object already exists (put without --overwrite, create at a taken location)."""
+    KMS = 6
+    """KMS (or the local keystore) refused or failed: disabled or missing key, access denied, throttled..."""
+    STORAGE = 7
+    """Storage or local I/O failed (S3 errors, permissions, disk full)."""
+    FORMAT = 8
+    """A container header or message header is malformed or of an unsupported version."""
+    INTERRUPTED = 130
+    """Interrupted (Ctrl-C); nothing partial was committed."""
+    BROKEN_PIPE = 141
+    """Whoever read our standard output stopped reading (128 + SIGPIPE, as other tools report it)."""
+
+
+class CliError(Exception):
+    """An error the command line itself raises, with the exit code to use."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Ordered most specific first: ObjectNotFoundError is both a StorageError and a FileNotFoundError.
+_BY_CLASS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (
+    (AuthenticationError, ExitCode.AUTHENTICATION),
+    (ValidationError, ExitCode.USAGE),
+    ((ProfileNotFound, NoRegionError, PartialCredentialsError), ExitCode.USAGE),
+    ((KmsError, KeystoreError), ExitCode.KMS),
+    (FormatError, ExitCode.FORMAT),
+    (FileNotFoundError, ExitCode.NOT_FOUND),
+    (FileExistsError, ExitCode.EXISTS),
+    (BrokenPipeError, ExitCode.BROKEN_PIPE),
+    ((StorageError, OSError), ExitCode.STORAGE),
+    (KeyboardInterrupt, ExitCode.INTERRUPTED),
+)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code for an exception that ended a command."""
+    if isinstance(exc, CliError):
+        return exc.code
+    for classes, code in _BY_CLASS:
+        if isinstance(exc, classes):
+            return code
+    return ExitCode.ERROR
+
+
+def one_line(exc: BaseException) -> str:
+    """A one-line description of `exc` for stderr (no traceback, no key material)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region configured: pass --region, or set AWS_REGION or a region in your profile"
+    if isinstance(exc, OSError) and not isinstance(exc, EnvelopeError) and exc.strerror:
+        text = exc.strerror
+        if exc.filename is not None:
+            text = f"{exc.filename}: {text}"
+    else:
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, EnvelopeError | CliError | ProfileNotFound | NoRegionError | PartialCredentialsError):
+            text = f"internal error: {type(exc).__name__}: {text}"
+    return " ".join(text.split())

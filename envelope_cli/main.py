@@ -1,0 +1,136 @@
+"""The `envelope` command: argument parsing, dispatch, and turning failures into exit codes.
+
+Global options may be given before or after the subcommand. Each command
+runs against one plane (or the local keystore); every failure ends as one
+line on stderr and an exit code from `envelope_cli.exitcodes` (--debug adds
+the traceback). Nothing here prints key material.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from importlib import metadata
+
+from envelope_cli import control, data, keys
+from envelope_cli.exitcodes import exit_code_for, one_line
+from envelope_cli.output import Output
+from envelope_cli.session import KEYSTORE_ENV, Session, parse_kms
+
+__all__ = ["build_parser", "main"]
+
+# Global options default to SUPPRESS in the parsers, so that an option given after the
+# subcommand is not overwritten by the top-level parser's default; these are applied after.
+GLOBAL_DEFAULTS: dict[str, object] = {
+    "kms": "local",
+    "region": None,
+    "profile": None,
+    "endpoint_url": None,
+    "grant_token": None,
+    "json": False,
+    "quiet": False,
+    "debug": False,
+}
+
+EPILOG = f"""\
+exit codes:
+  0 success            1 other error         2 usage error          3 authentication failure
+  4 not found          5 already exists      6 KMS error            7 storage or I/O error
+  8 format error     130 interrupted       141 stdout closed early (broken pipe)
+
+The local keystore defaults to ${KEYSTORE_ENV}, else ~/.envelope/keystore.
+See docs/cli.md for every command, and for how `get` to stdout streams."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("kms-envelope")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def _global_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    g = common.add_argument_group("global options (before or after the command)")
+    g.add_argument(
+        "--kms",
+        metavar="local[:PATH]|aws",
+        help="local: the development keystore (default; PATH defaults to $ENVELOPE_KEYSTORE or "
+        "~/.envelope/keystore); aws: AWS KMS",
+    )
+    g.add_argument("--region", help="AWS region for KMS and S3")
+    g.add_argument("--profile", help="AWS profile for KMS and S3")
+    g.add_argument("--endpoint-url", metavar="URL", help="endpoint for KMS and S3 (emulators, VPC endpoints)")
+    g.add_argument(
+        "--grant-token",
+        metavar="TOKEN",
+        action="append",
+        help="KMS grant token for create and data-key Decrypt (repeatable)",
+    )
+    g.add_argument("--json", action="store_true", help="print results as one JSON document")
+    g.add_argument("-q", "--quiet", action="store_true", help="no status lines, no progress bar")
+    g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _global_options()
+    parser = argparse.ArgumentParser(
+        prog="envelope",
+        parents=[common],
+        description="Envelope encryption with AWS KMS: a control plane that provisions containers\n"
+        "without ever seeing a key, and a data plane that streams objects in and out of them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    keys.add_parsers(commands, common)
+    control.add_parsers(commands, common)
+    data.add_parsers(commands, common)
+    return parser
+
+
+def _run(args: argparse.Namespace, out: Output) -> int:
+    session = Session(
+        parse_kms(args.kms),
+        region=args.region,
+        profile=args.profile,
+        endpoint_url=args.endpoint_url,
+        grant_tokens=args.grant_token or (),
+    )
+    code: int = args.run(session, out, args)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    out = Output(json_output=args.json, quiet=args.quiet)
+    try:
+        return _run(args, out)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure becomes an exit code
+        code = exit_code_for(e)
+        if isinstance(e, BrokenPipeError):
+            _silence_stdout()
+            return code
+        if args.debug:
+            traceback.print_exc()
+        out.error(one_line(e))
+        return code
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,174 @@
+"""What the global options select: the KMS adapter, the S3 client and the two planes.
+
+This is the one place the command line builds boto3 clients (it is the
+convenience layer; the library never builds its own). `--kms aws` uses
+`AwsKms.from_config` (envelope retries, botocore's retries off) and an S3
+client built with the same region, profile and endpoint; `--kms local[:PATH]`
+uses the development keystore. Clients are built lazily, so a command that
+never touches S3 or KMS never pays for (or fails on) building them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from controlplane import ControlPlane
+from dataplane import Container, DataPlane
+from envelope.containers import read_container_header
+from envelope.datakey import DataKey
+from envelope.errors import KmsError
+from envelope.kms import AwsKms, LocalKms
+from envelope.storage import Store, open_store
+from envelope_cli.exitcodes import CliError, ExitCode
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["KmsChoice", "Session", "default_keystore", "parse_kms"]
+
+KEYSTORE_ENV = "ENVELOPE_KEYSTORE"
+
+
+def default_keystore() -> Path:
+    """$ENVELOPE_KEYSTORE, else ~/.envelope/keystore."""
+    configured = os.environ.get(KEYSTORE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".envelope" / "keystore"
+
+
+@attrs.frozen
+class KmsChoice:
+    """`--kms local[:PATH]` or `--kms aws`."""
+
+    kind: str
+    keystore: Path | None = None
+
+
+def parse_kms(text: str) -> KmsChoice:
+    """Parse a --kms value; CliError(USAGE) when it is neither local[:PATH] nor aws."""
+    if text == "aws":
+        return KmsChoice("aws")
+    if text == "local":
+        return KmsChoice("local", default_keystore())
+    if text.startswith("local:") and len(text) > len("local:"):
+        return KmsChoice("local", Path(text[len("local:") :]).expanduser())
+    raise CliError(f"--kms must be local, local:PATH or aws, not {text!r}", ExitCode.USAGE)
+
+
+class _NoDecrypt:
+    """A decryptor for commands that must not touch any key (ls, rm, inspect).
+
+    Listing, deleting and reading headers need no data key; handing the data
+    plane this instead of the real KMS makes "no KMS call" structural.
+    """
+
+    def decrypt(self, ciphertext_blob: bytes, **_: Any) -> DataKey:
+        raise AssertionError("this command must not decrypt anything")
+
+
+class Session:
+    """The KMS, S3 client and planes the global options ask for, built on first use."""
+
+    def __init__(
+        self,
+        kms: KmsChoice,
+        *,
+        region: str | None = None,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+        grant_tokens: Sequence[str] = (),
+    ) -> None:
+        self.choice = kms
+        self.region = region
+        self.profile = profile
+        self.endpoint_url = endpoint_url
+        self.grant_tokens = tuple(grant_tokens)
+        self._kms: AwsKms | LocalKms | None = None
+        self._s3: S3Client | None = None
+
+    # -- KMS ---------------------------------------------------------------------------
+
+    def kms(self) -> AwsKms | LocalKms:
+        if self._kms is None:
+            if self.choice.kind == "aws":
+                self._kms = AwsKms.from_config(
+                    region_name=self.region, endpoint_url=self.endpoint_url, profile_name=self.profile
+                )
+            else:
+                assert self.choice.keystore is not None
+                self._kms = LocalKms(self.choice.keystore)
+        return self._kms
+
+    def local_kms(self) -> LocalKms:
+        """The local keystore, for `envelope key ...`; a usage error with --kms aws."""
+        if self.choice.kind == "aws":
+            raise CliError(
+                "key administration for --kms aws is done in AWS itself (console, `aws kms create-key`, "
+                "`aws kms disable-key`, infrastructure as code); `envelope key` manages the local "
+                "development keystore (--kms local[:PATH])",
+                ExitCode.USAGE,
+            )
+        kms = self.kms()
+        assert isinstance(kms, LocalKms)
+        return kms
+
+    # -- S3 ----------------------------------------------------------------------------
+
+    def s3_client(self) -> S3Client:
+        if self._s3 is None:
+            import boto3
+            from botocore.config import Config
+
+            session = boto3.Session(profile_name=self.profile, region_name=self.region)
+            self._s3 = session.client("s3", endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"}))
+        return self._s3
+
+    def store(self, location: str) -> Store:
+        """The store for a location; builds the S3 client only for s3:// locations."""
+        s3 = self.s3_client() if location.startswith("s3://") else None
+        return open_store(location, s3_client=s3)
+
+    # -- planes ------------------------------------------------------------------------
+
+    # Planes are always handed a Store (see `store`), so they never need the S3 client themselves.
+
+    def control_plane(self) -> ControlPlane:
+        return ControlPlane(self.kms())
+
+    def _data_plane(self, kms: Any) -> DataPlane:
+        return DataPlane(kms, grant_tokens=self.grant_tokens or None)
+
+    def open_container(self, location: str) -> Container:
+        """Open a container with its data key (one KMS Decrypt), for put/get/verify."""
+        store = self.store(location)
+        try:
+            return self._data_plane(self.kms()).open(store)
+        except KmsError as e:
+            hint = self._mismatch_hint(store)
+            if hint:
+                raise CliError(f"{e}; {hint}", ExitCode.KMS) from e
+            raise
+
+    def browse_container(self, location: str) -> Container:
+        """Open a container without its data key and without any KMS call, for ls/rm/inspect."""
+        store = self.store(location)
+        header = read_container_header(store)
+        return Container(self._data_plane(_NoDecrypt()), store, header)
+
+    def _mismatch_hint(self, store: Store) -> str | None:
+        """Why a KMS failure may be a wrong --kms, when the header says who holds the data key."""
+        try:
+            provider = read_container_header(store).data_keys[0].provider
+        except Exception:  # noqa: BLE001 - only a hint; the KMS error is what gets reported
+            return None
+        if provider == "local" and self.choice.kind == "aws":
+            return "this container's data key is held by a local keystore: use --kms local[:PATH]"
+        if provider == "aws-kms" and self.choice.kind == "local":
+            return "this container's data key is held by AWS KMS: use --kms aws"
+        if provider == "local" and self.choice.keystore is not None and not self.choice.keystore.exists():
+            return f"the local keystore {self.choice.keystore} does not exist (--kms local:PATH or ${KEYSTORE_ENV})"
+        return None

@@ -46,6 +46,7 @@ class Config:
     provision_reps: int
     s3_size: int
     s3_reps: int
+    quiet_wait_s: float
 
 
 FULL = Config(
@@ -69,6 +70,7 @@ FULL = Config(
     provision_reps=5,
     s3_size=256 * MiB,
     s3_reps=3,
+    quiet_wait_s=120.0,
 )
 QUICK = replace(
     FULL,
@@ -85,6 +87,7 @@ QUICK = replace(
     provision_reps=3,
     s3_size=32 * MiB,
     s3_reps=2,
+    quiet_wait_s=10.0,
 )
 TINY = replace(
     QUICK,
@@ -107,6 +110,7 @@ TINY = replace(
     provision_reps=1,
     s3_size=2 * MiB,
     s3_reps=1,
+    quiet_wait_s=0.0,
 )
 
 

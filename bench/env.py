@@ -108,3 +108,20 @@ def others_cores(before: tuple[float, float, float], after: tuple[float, float, 
     (a moto_server we started counts as 'else' until it exits)."""
     wall = max(after[0] - before[0], 1e-9)
     return round(max(0.0, (after[1] - before[1]) - (after[2] - before[2])) / wall, 2)
+
+
+def wait_for_quiet(max_seconds: float, *, threshold: float = 0.3, window: float = 1.0) -> dict[str, float]:
+    """Wait (at most `max_seconds`) until other processes use under `threshold` cores over `window` s.
+
+    For figures that need a second free core on a shared machine. Returns how
+    long it waited and what the others used in the last window.
+    """
+    start = time.monotonic()
+    others = 0.0
+    while True:
+        before = cpu_snapshot()
+        time.sleep(window)
+        others = others_cores(before, cpu_snapshot())
+        waited = time.monotonic() - start
+        if others < threshold or waited >= max_seconds:
+            return {"waited_s": round(waited, 1), "other_processes_cores": others, "quiet": others < threshold}

@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from bench import ours, raw
+from bench import env, ours, raw
 from bench.report import verdict
 from bench.stats import interleave, paired_ratios, summarize, throughput
 from bench.streams import CountingSink, KiB, MiB, pattern
@@ -178,7 +178,15 @@ def run_threads(cfg: Any, ctx: Any) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
     for frame_length in cfg.thread_frames:
-        ctx.log(f"  frame {_label(frame_length)}")
+        quiet = env.wait_for_quiet(cfg.quiet_wait_s) if cfg.quiet_wait_s > 0 else None
+        ctx.log(
+            f"  frame {_label(frame_length)}"
+            + (
+                f" (waited {quiet['waited_s']:.0f} s for a quiet machine: others at {quiet['other_processes_cores']} cores)"
+                if quiet
+                else ""
+            )
+        )
         chunk = max(8 * MiB, 4 * frame_length)
         message = ours.make_message(plaintext, key, frame_length)
         raw_aead, raw_ct = raw.make_ciphertext(plaintext, frame_length)
@@ -207,6 +215,7 @@ def run_threads(cfg: Any, ctx: Any) -> dict[str, Any]:
             "io_chunk": chunk,
             "mb_per_s": {name: summarize(v, digits=1) for name, v in mbps.items()},
             "cpu_per_wall": {name: summarize(v, digits=2) for name, v in cpu.items()},
+            "quiet_wait": quiet,
             "ratio": {},
         }
         for op in ("encrypt", "decrypt"):

@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import struct
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -688,3 +689,104 @@ def test_random_bytes_as_a_message_are_rejected(target: Target) -> None:
         _, error = target.attempt(b"\x02\x04\x78" + data)
         assert isinstance(error, AuthenticationError | FormatError), size
     target.store.objects[f"objects/{NAME}"] = target.message
+
+
+# --- the command line: `get -o FILE` writes nothing for a tampered object ----------------------------------
+
+
+@pytest.fixture
+def cli_container(tmp_path: Path) -> tuple[list[str], Path, bytes]:
+    """(global options, container path, the stored message of NAME) for the `envelope` command."""
+    kms = LocalKms(tmp_path / "ks")
+    kms.create_key(alias="alias/cli")
+    location = tmp_path / "container"
+    ControlPlane(kms).create_container(location, "alias/cli")
+    DataPlane(kms, frame_length=FRAME).open(location).put(NAME, PLAINTEXT)
+    return ["--kms", f"local:{tmp_path / 'ks'}", "-q"], location, (location / "objects" / NAME).read_bytes()
+
+
+def _damaged_variants(message: bytes) -> Iterator[tuple[str, bytes]]:
+    regions = header_regions(message)
+    for offset in range(0, len(message), 3):  # a bit in every third byte: every field and frame
+        damaged = bytearray(message)
+        damaged[offset] ^= 1 << (offset % 8)
+        yield f"flip@{offset}:{regions[offset] if offset < len(regions) else 'body'}", bytes(damaged)
+    for length in range(0, len(message), 13):
+        yield f"truncated@{length}", message[:length]
+    yield "appended", message + b"\x00"
+    units = len(regions), len(regions) + REGULAR_FRAME_SIZE
+    yield (
+        "frames 1 and 2 swapped",
+        message[: units[0]]
+        + message[units[1] : units[1] + REGULAR_FRAME_SIZE]
+        + (message[units[0] : units[1]] + message[units[1] + REGULAR_FRAME_SIZE :]),
+    )
+
+
+def test_cli_get_to_a_file_leaves_no_file_for_any_tampered_object(
+    cli_container: tuple[list[str], Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from envelope_cli.main import main
+
+    options, location, message = cli_container
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / "report.bin"
+    stored = location / "objects" / NAME
+    tried = 0
+    for case, damaged in _damaged_variants(message):
+        stored.write_bytes(damaged)
+        code = main([*options, "get", str(location), NAME, "-o", str(target)])
+        assert code in (3, 8), f"{case}: exit {code}"  # authentication failure (or a malformed header)
+        assert list(out_dir.iterdir()) == [], f"{case}: {sorted(p.name for p in out_dir.iterdir())}"
+        tried += 1
+    capsys.readouterr()
+    assert tried > 200
+    stored.write_bytes(message)
+    assert main([*options, "get", str(location), NAME, "-o", str(target)]) == 0
+    assert target.read_bytes() == PLAINTEXT
+
+
+def test_cli_get_over_an_existing_file_keeps_it_when_the_object_is_tampered(
+    cli_container: tuple[list[str], Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from envelope_cli.main import main
+
+    options, location, message = cli_container
+    target = tmp_path / "existing.bin"
+    target.write_bytes(b"previous contents")
+    damaged = bytearray(message)
+    damaged[-(FINAL_FRAME_SIZE + 5)] ^= 0x10  # inside the last regular frame
+    (location / "objects" / NAME).write_bytes(bytes(damaged))
+    assert main([*options, "get", str(location), NAME, "-o", str(target)]) == 3
+    assert target.read_bytes() == b"previous contents"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    capsys.readouterr()
+
+
+def test_the_envelope_command_leaves_no_output_file_for_a_tampered_object(
+    cli_container: tuple[list[str], Path, bytes], tmp_path: Path
+) -> None:
+    """The installed console script, in its own process, for a damaged first and last frame."""
+    import shutil
+    import subprocess
+
+    command = shutil.which("envelope", path=os.path.dirname(sys.executable))
+    assert command is not None, "the envelope console script is not installed in this environment"
+    options, location, message = cli_container
+    for offset in (len(header_regions(message)) + 20, len(message) - 3):
+        damaged = bytearray(message)
+        damaged[offset] ^= 0x01
+        (location / "objects" / NAME).write_bytes(bytes(damaged))
+        target = tmp_path / f"out-{offset}.bin"
+        result = subprocess.run(
+            [command, *options, "get", str(location), NAME, "-o", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 3, result.stderr
+        assert "authentication failed" in result.stderr
+        assert not target.exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".out-{offset}")]

@@ -60,6 +60,8 @@ def put(session: Session, out: Output, args: argparse.Namespace) -> int:
     with open_input(args.file) as (source, size):
         container = session.open_container(args.location)
         source_name = "stdin" if args.file == "-" else args.file
+        if args.file == "-" and sys.stdin.isatty():
+            out.note(f"reading {args.name} from the terminal; end with Ctrl-D")
         with (
             transfer_progress(size, description=f"put {args.name}", quiet=out.quiet) as tick,
             container.open_writer(args.name, overwrite=args.overwrite) as writer,

@@ -22,7 +22,7 @@ from envelope.errors import (
     ValidationError,
 )
 
-__all__ = ["CliError", "ExitCode", "exit_code_for", "one_line"]
+__all__ = ["CliError", "ExitCode", "Terminated", "exit_code_for", "one_line"]
 
 
 class ExitCode(enum.IntEnum):
@@ -47,6 +47,8 @@ class ExitCode(enum.IntEnum):
     """A container header or message header is malformed or of an unsupported version."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C); nothing partial was committed."""
+    TERMINATED = 143
+    """Terminated (SIGTERM); nothing partial was committed."""
     BROKEN_PIPE = 141
     """Whoever read our standard output stopped reading (128 + SIGPIPE, as other tools report it)."""
 
@@ -57,6 +59,10 @@ class CliError(Exception):
     def __init__(self, message: str, code: ExitCode = ExitCode.ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up on the way out runs."""
 
 
 # Ordered most specific first: ObjectNotFoundError is both a StorageError and a FileNotFoundError.
@@ -70,6 +76,7 @@ _BY_CLASS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Ex
     (FileExistsError, ExitCode.EXISTS),
     (BrokenPipeError, ExitCode.BROKEN_PIPE),
     ((StorageError, OSError), ExitCode.STORAGE),
+    (Terminated, ExitCode.TERMINATED),
     (KeyboardInterrupt, ExitCode.INTERRUPTED),
 )
 
@@ -87,7 +94,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
 def one_line(exc: BaseException) -> str:
     """A one-line description of `exc` for stderr (no traceback, no key material)."""
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
+        return "terminated" if isinstance(exc, Terminated) else "interrupted"
     if isinstance(exc, NoRegionError):
         return "no AWS region configured: pass --region, or set AWS_REGION or a region in your profile"
     if isinstance(exc, OSError) and not isinstance(exc, EnvelopeError) and exc.strerror:

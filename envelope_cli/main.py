@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from importlib import metadata
+from typing import Any
 
 from envelope_cli import control, data, keys
-from envelope_cli.exitcodes import exit_code_for, one_line
+from envelope_cli.exitcodes import Terminated, exit_code_for, one_line
 from envelope_cli.output import Output
 from envelope_cli.session import KEYSTORE_ENV, Session, parse_kms
 
@@ -39,7 +42,7 @@ EPILOG = f"""\
 exit codes:
   0 success            1 other error         2 usage error          3 authentication failure
   4 not found          5 already exists      6 KMS error            7 storage or I/O error
-  8 format error     130 interrupted       141 stdout closed early (broken pipe)
+  8 format error     130 interrupted       141 stdout closed early    143 terminated (SIGTERM)
 
 The local keystore defaults to ${KEYSTORE_ENV}, else ~/.envelope/keystore.
 See docs/cli.md for every command, and for how `get` to stdout streams."""
@@ -113,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     out = Output(json_output=args.json, quiet=args.quiet)
+    previous = _on_sigterm_raise()
     try:
         return _run(args, out)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure becomes an exit code
@@ -124,6 +128,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         out.error(one_line(e))
         return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _on_sigterm_raise() -> Any:
+    """Make SIGTERM unwind like Ctrl-C, so a killed `get -o` removes its temp file and a
+    killed `put` aborts its upload. Returns the previous handler (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _silence_stdout() -> None:

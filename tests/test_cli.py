@@ -322,6 +322,31 @@ def test_progress_bar_only_on_a_terminal(cli: Cli, tmp_path: Path) -> None:
     assert (tmp_path / "d.out").read_bytes() == data
 
 
+def test_sigterm_mid_put_commits_nothing(cli: Cli, tmp_path: Path) -> None:
+    import signal
+
+    cli("key", "create", "--alias", "alias/k")
+    cli("create", "c", "--key", "alias/k")
+    proc = subprocess.Popen(
+        [*cli_command(), *cli.options, "put", "c", "partial", "-"],
+        cwd=tmp_path,
+        env=cli.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    # Far more than a pipe holds: once this write returns, the command is in its copy loop.
+    proc.stdin.write(os.urandom(4 * MiB))
+    proc.stdin.flush()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.decode() == "envelope: error: terminated\n"
+    assert cli.json("ls", "c") == []
+    assert leftovers(tmp_path / "c") == [] and not any((tmp_path / "c" / "objects").glob("**/.*"))
+
+
 def test_module_entry_point_matches_the_console_script(tmp_path: Path) -> None:
     via_module = subprocess.run(
         [sys.executable, "-m", "envelope_cli", "--version"], capture_output=True, check=True, cwd=tmp_path

@@ -32,7 +32,7 @@ from envelope.errors import (
     ValidationError,
 )
 from envelope_cli.control import parse_pairs
-from envelope_cli.exitcodes import CliError, ExitCode, exit_code_for, one_line
+from envelope_cli.exitcodes import CliError, ExitCode, Terminated, exit_code_for, one_line
 from envelope_cli.files import atomic_output
 from envelope_cli.main import main
 from envelope_cli.progress import transfer_progress
@@ -176,6 +176,7 @@ def test_exit_code_for_every_error_class() -> None:
         UnsupportedFormatError("x"): ExitCode.FORMAT,
         BrokenPipeError(): ExitCode.BROKEN_PIPE,
         KeyboardInterrupt(): ExitCode.INTERRUPTED,
+        Terminated(): ExitCode.TERMINATED,
         CliError("x", ExitCode.EXISTS): ExitCode.EXISTS,
         RuntimeError("bug"): ExitCode.ERROR,
     }
@@ -189,6 +190,7 @@ def test_one_line_messages() -> None:
     assert one_line(RuntimeError("boom")) == "internal error: RuntimeError: boom"
     assert "--region" in one_line(NoRegionError())
     assert one_line(KeyboardInterrupt()) == "interrupted"
+    assert one_line(Terminated()) == "terminated"
 
 
 def test_parse_kms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

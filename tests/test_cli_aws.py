@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_cli import AUTH, EXISTS, KMS, NOT_FOUND, Cli, MiB, leftovers
+from tests.test_cli import AUTH, EXISTS, KMS, NOT_FOUND, USAGE, Cli, MiB, leftovers
 
 
 @pytest.fixture
@@ -39,6 +39,8 @@ def test_aws_mode_against_moto_server(aws: dict[str, Any], tmp_path: Path) -> No
     assert header["location"] == location
     stored = json.loads(aws["s3"].get_object(Bucket=aws["bucket"], Key="tenants/acme/container.json")["Body"].read())
     assert stored["container_id"] == header["container_id"]
+    assert cli.json("describe", location)["container_id"] == header["container_id"]
+    assert "done in AWS" in cli("key", "list", code=USAGE).stderr.decode()
 
     data = os.urandom(2 * MiB + 123)
     (tmp_path / "data.bin").write_bytes(data)

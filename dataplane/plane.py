@@ -180,20 +180,25 @@ class DataPlane:
         """Counters: KMS Decrypt calls, cache hits and misses, evictions, entries."""
         return self.cache.stats()
 
-    def open(self, location: LocationLike) -> Container:
+    def open(self, location: LocationLike, *, fetch_key: bool = True) -> Container:
         """Open the container at `location` (path, file:// or s3:// URL, or a Store).
 
         Reads and checks the header, then gets the data key (one KMS Decrypt
-        unless cached). Raises ContainerNotFoundError, FormatError, or the
-        KMS error (AccessDeniedError, DisabledError, InvalidCiphertextError...).
+        unless cached), so permission and key-state problems surface here:
+        ContainerNotFoundError, FormatError, or the KMS error
+        (AccessDeniedError, DisabledError, InvalidCiphertextError...).
+        With ``fetch_key=False`` the key is fetched on the first operation
+        that needs it; listing, deleting and `inspect` never need it.
         """
+        _check_bool(fetch_key, "fetch_key")
         store = open_store(location, s3_client=self._s3)
         header = read_container_header(store)
         check_binding(header)
         if header.suite != SUITE_ID:
             raise ValidationError(f"container suite {header.suite:#06x} is not supported")
         container = Container(self, store, header)
-        container.data_key()  # fail fast: permissions and key state are checked now
+        if fetch_key:
+            container.data_key()
         return container
 
     # -- used by containers --

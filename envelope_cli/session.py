@@ -155,9 +155,7 @@ class Session:
 
     def browse_container(self, location: str) -> Container:
         """Open a container without its data key and without any KMS call, for ls/rm/inspect."""
-        store = self.store(location)
-        header = read_container_header(store)
-        return Container(self._data_plane(_NoDecrypt()), store, header)
+        return self._data_plane(_NoDecrypt()).open(self.store(location), fetch_key=False)
 
     def _mismatch_hint(self, store: Store) -> str | None:
         """Why a KMS failure may be a wrong --kms, when the header says who holds the data key."""

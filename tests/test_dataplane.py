@@ -209,3 +209,15 @@ def test_inspect_shows_nothing_secret(env: Env) -> None:
     text = repr(info)
     assert key.hex() not in text
     assert "plaintext here" not in text
+
+
+def test_open_without_fetching_the_key_makes_no_kms_call_until_needed(env: Env) -> None:
+    with env.plane().open(env.location) as c:
+        c.put("doc", b"hello")
+    plane = env.plane()
+    with plane.open(env.location, fetch_key=False) as c:
+        assert list(c.list()) == ["doc"]
+        assert c.inspect("doc").bound_to_container
+        assert plane.cache_stats().kms_calls == 0
+        assert c.get("doc") == b"hello"
+        assert plane.cache_stats().kms_calls == 1

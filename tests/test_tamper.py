@@ -32,6 +32,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import struct
 import sys
 from collections.abc import Iterator
@@ -790,3 +791,40 @@ def test_the_envelope_command_leaves_no_output_file_for_a_tampered_object(
         assert "authentication failed" in result.stderr
         assert not target.exists()
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".out-{offset}")]
+
+
+# --- documented non-protections: these pass because the limit is real ----------------------------------------
+
+
+def test_rollback_to_an_older_version_of_the_same_object_is_not_detected(target: Target) -> None:
+    """Not protected (docs/threat-model.md): a storage attacker may restore an earlier version of an
+    object under the same name in the same container. Both versions are genuine and bound to that name."""
+    target.store.objects[f"objects/{NAME}"] = target.message
+    old = target.message
+    target.container.put(NAME, b"version 2", overwrite=True)
+    assert target.container.get(NAME) == b"version 2"
+    target.store.objects[f"objects/{NAME}"] = old  # the attacker restores version 1
+    assert target.container.get(NAME) == PLAINTEXT
+
+
+def test_deletion_is_not_detected_only_reported_as_missing(target: Target) -> None:
+    """Not protected: deleting an object (or withholding it) is indistinguishable from it never existing."""
+    target.store.objects[f"objects/{NAME}"] = target.message
+    del target.store.objects[f"objects/{NAME}"]
+    with pytest.raises(ObjectNotFoundError):
+        target.container.get(NAME)
+    assert NAME not in list(target.container.list())
+    target.store.objects[f"objects/{NAME}"] = target.message
+
+
+def test_every_threat_model_claim_points_at_a_test_that_exists() -> None:
+    """docs/threat-model.md backs each claim with `tests/<file>.py::<test>`; every pointer must resolve."""
+    doc = Path(__file__).resolve().parent.parent / "docs" / "threat-model.md"
+    pointers = re.findall(r"tests/(test_\w+\.py)::(test_\w+)", doc.read_text(encoding="utf-8"))
+    assert len(pointers) >= 40
+    missing = [
+        f"{module}::{name}"
+        for module, name in set(pointers)
+        if f"def {name}(" not in (doc.parent.parent / "tests" / module).read_text(encoding="utf-8")
+    ]
+    assert missing == []

@@ -463,6 +463,9 @@ def test_bad_data_plane_options_are_refused(world: World) -> None:
         cases.append((f"DataPlane(threads={value!r})", lambda v=value: DataPlane(kms, s3, threads=v)))
     for value in BAD_FLAGS:
         cases.append((f"DataPlane(allow_unbound={value!r})", lambda v=value: DataPlane(kms, s3, allow_unbound=v)))
+        cases.append(
+            (f"open(fetch_key={value!r})", lambda v=value: DataPlane(kms, s3).open(world.s3_location, fetch_key=v))
+        )
     for kw in (
         {"max_entries": 0},
         {"max_entries": True},

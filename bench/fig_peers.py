@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bench import ours, raw
+from bench import env, ours, raw
 from bench.env import REGION
 from bench.peers import ESDK_FRAME_LENGTHS, Esdk, Tink
 from bench.report import verdict
@@ -63,6 +63,7 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
             contenders[f"{_esdk_label(fl)}_decrypt"] = lambda fl=fl: esdk.time_decrypt(esdk_messages[fl])
         contenders["tink_decrypt"] = lambda: tink.time_decrypt(tink_message)
         contenders["raw_decrypt"] = lambda: raw.decrypt_memory(raw_aead, raw_view, size, frame_length, CountingSink())
+        quiet = env.wait_for_quiet(cfg.quiet_wait_s / 4) if cfg.quiet_wait_s > 0 else None
         times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup)
     mbps = {name: throughput(size, t) for name, t in times.items()}
     medians = {name: summarize(v, digits=1) for name, v in mbps.items()}
@@ -72,6 +73,7 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
         "ours": {"frame_length": frame_length, "threads": 1},
         "esdk": {"frame_lengths": list(ESDK_FRAME_LENGTHS), "key_provider": "KMS master key provider, moto in-process"},
         "tink": {"template": "AES256_GCM_HKDF_1MB"},
+        "quiet_wait": quiet,
         "mb_per_s": medians,
         "best": {},
         "ratio": {},

@@ -36,6 +36,13 @@ FILE_TARGET = 0.75
 THREADS_TARGET = 1.6
 
 
+def _settled(seconds: float) -> float:
+    """Flush every dirty page after a file run, outside its timing: otherwise the next run's
+    fsync (ext4, data=ordered) pays for writing back the previous run's output."""
+    os.sync()
+    return seconds
+
+
 def io_chunk(frame_length: int) -> int:
     """How much an application hands over per call (a copy loop's buffer): never less than a frame."""
     return max(frame_length, MiB)
@@ -43,6 +50,16 @@ def io_chunk(frame_length: int) -> int:
 
 def _label(frame_length: int) -> str:
     return f"{frame_length // MiB} MiB" if frame_length >= MiB else f"{frame_length // KiB} KiB"
+
+
+def _quiet(cfg: Any, ctx: Any, what: str, max_seconds: float) -> dict[str, Any] | None:
+    """Wait (bounded) for other processes to go quiet; log and return what happened."""
+    if max_seconds <= 0:
+        ctx.log(f"  {what}")
+        return None
+    quiet = env.wait_for_quiet(max_seconds)
+    ctx.log(f"  {what} (waited {quiet['waited_s']:.0f} s; other processes at {quiet['other_processes_cores']} cores)")
+    return quiet
 
 
 def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
@@ -59,7 +76,6 @@ def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
     if not use_files:
         ctx.log("  (dataplane.DataPlane not available: file-to-file skipped)")
     for frame_length in cfg.frame_lengths:
-        ctx.log(f"  frame {_label(frame_length)}")
         message = ours.make_message(plaintext, key, frame_length)
         raw_aead, raw_ct = raw.make_ciphertext(plaintext, frame_length)
         raw_view = memoryview(raw_ct)
@@ -85,19 +101,19 @@ def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
                 name = f"enc-{next(n)}"
                 seconds = ours.container_write_file(c, name, source_path, io_chunk(fl))
                 c.delete(name)
-                return seconds
+                return _settled(seconds)
 
             def raw_file_encrypt(fl: int = frame_length, d: str = fdir, n: Iterator[int] = counter) -> float:
                 target = os.path.join(d, f"raw-enc-{next(n)}")
                 seconds = raw.encrypt_file(source_path, target, fl)
                 os.unlink(target)
-                return seconds
+                return _settled(seconds)
 
             def copy_file_encrypt(fl: int = frame_length, d: str = fdir, n: Iterator[int] = counter) -> float:
                 target = os.path.join(d, f"copy-{next(n)}")
                 seconds = raw.copy_file(source_path, target, io_chunk(fl), durable=True)
                 os.unlink(target)
-                return seconds
+                return _settled(seconds)
 
             contenders["ours_file_encrypt"] = ours_file_encrypt
             contenders["raw_file_encrypt"] = raw_file_encrypt
@@ -118,6 +134,8 @@ def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
             contenders["copy_file_decrypt"] = lambda p=raw_file_ct, fl=frame_length, o=out_path: raw.copy_file(
                 p, o, io_chunk(fl), durable=False
             )
+        os.sync()
+        quiet = _quiet(cfg, ctx, f"frame {_label(frame_length)}", cfg.quiet_wait_s / 4)
         times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup)
         for item in cleanup:
             item.close()
@@ -126,6 +144,7 @@ def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
             "frame_length": frame_length,
             "bytes": size,
             "io_chunk": io_chunk(frame_length),
+            "quiet_wait": quiet,
             "mb_per_s": {name: summarize(v, digits=1) for name, v in mbps.items()},
             "ratio": {},
         }
@@ -178,15 +197,7 @@ def run_threads(cfg: Any, ctx: Any) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
     for frame_length in cfg.thread_frames:
-        quiet = env.wait_for_quiet(cfg.quiet_wait_s) if cfg.quiet_wait_s > 0 else None
-        ctx.log(
-            f"  frame {_label(frame_length)}"
-            + (
-                f" (waited {quiet['waited_s']:.0f} s for a quiet machine: others at {quiet['other_processes_cores']} cores)"
-                if quiet
-                else ""
-            )
-        )
+        quiet = _quiet(cfg, ctx, f"frame {_label(frame_length)}", cfg.quiet_wait_s)
         chunk = max(8 * MiB, 4 * frame_length)
         message = ours.make_message(plaintext, key, frame_length)
         raw_aead, raw_ct = raw.make_ciphertext(plaintext, frame_length)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
@@ -106,6 +106,14 @@ _HEADER_READ_CHUNK = 4096
 # --- Value objects -----------------------------------------------------------
 
 
+def _int_in(lo: int, hi: int) -> Callable[[object, attrs.Attribute[int], object], None]:
+    def check(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValidationError(f"Limits.{attribute.name} must be an integer in {lo}..{hi}, got {value!r}")
+
+    return check
+
+
 @attrs.frozen
 class Limits:
     """Bounds a reader enforces on a message before it trusts anything in it.
@@ -114,19 +122,11 @@ class Limits:
     this reader refuses to spend that much memory on it.
     """
 
-    max_header_size: int = attrs.field(default=1 << 20, validator=attrs.validators.ge(64))
-    max_encrypted_data_keys: int = attrs.field(
-        default=64, validator=[attrs.validators.ge(1), attrs.validators.le(U16_MAX)]
-    )
-    max_encryption_context_size: int = attrs.field(
-        default=U16_MAX, validator=[attrs.validators.ge(0), attrs.validators.le(U16_MAX)]
-    )
-    max_frame_length: int = attrs.field(
-        default=16 << 20, validator=[attrs.validators.ge(1), attrs.validators.le(MAX_FORMAT_FRAME_LENGTH)]
-    )
-    max_non_framed_size: int = attrs.field(
-        default=64 << 20, validator=[attrs.validators.ge(0), attrs.validators.le(MAX_NON_FRAMED_CONTENT_LENGTH)]
-    )
+    max_header_size: int = attrs.field(default=1 << 20, validator=_int_in(64, 1 << 30))
+    max_encrypted_data_keys: int = attrs.field(default=64, validator=_int_in(1, U16_MAX))
+    max_encryption_context_size: int = attrs.field(default=U16_MAX, validator=_int_in(0, U16_MAX))
+    max_frame_length: int = attrs.field(default=16 << 20, validator=_int_in(1, MAX_FORMAT_FRAME_LENGTH))
+    max_non_framed_size: int = attrs.field(default=64 << 20, validator=_int_in(0, MAX_NON_FRAMED_CONTENT_LENGTH))
 
 
 class EncryptedDataKey(NamedTuple):

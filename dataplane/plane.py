@@ -30,11 +30,11 @@ import attrs
 
 from dataplane.binding import derive_binding_key, new_message_id, verify_message_id
 from dataplane.cache import CacheStats, DataKeyCache
-from dataplane.format import DEFAULT_FRAME_LENGTH, EncryptedDataKey, Limits, MessageHeader, read_header
+from dataplane.format import DATA_KEY_LENGTH, DEFAULT_FRAME_LENGTH, EncryptedDataKey, Limits, MessageHeader, read_header
 from dataplane.stream import MessageReader, MessageWriter
 from envelope.containers import read_container_header
 from envelope.datakey import DataKey, DataKeyDecryptor
-from envelope.errors import AuthenticationError, ValidationError
+from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
 from envelope.header import OBJECTS_PREFIX, SUITE_ID, ContainerHeader, check_binding
 from envelope.header import EncryptedDataKey as HeaderDataKey
 from envelope.kmsparams import validate_grant_tokens
@@ -169,9 +169,14 @@ class DataPlane:
         if not isinstance(self.cache, DataKeyCache):
             raise ValidationError("cache must be a DataKeyCache")
         self.allow_unbound = _check_bool(allow_unbound, "allow_unbound")
-        self._grant_tokens = validate_grant_tokens(grant_tokens)
+        self._grant_tokens = validate_grant_tokens(grant_tokens, parameter="grant_tokens")
+        if limits is not None and not isinstance(limits, Limits):
+            raise ValidationError("limits must be a dataplane.Limits")
         self.limits = limits or Limits()
+        if not callable(random_bytes):
+            raise ValidationError("random_bytes must be a callable like os.urandom")
         self._random = random_bytes
+        self._provider = getattr(kms, "provider_id", None)
 
     def __repr__(self) -> str:
         return f"DataPlane(kms={self._kms!r}, frame_length={self.frame_length}, threads={self.threads})"
@@ -195,7 +200,16 @@ class DataPlane:
         header = read_container_header(store)
         check_binding(header)
         if header.suite != SUITE_ID:
-            raise ValidationError(f"container suite {header.suite:#06x} is not supported")
+            raise UnsupportedFormatError(f"{store.url}: container suite {header.suite:#06x} is not supported")
+        if len(header.data_keys) != 1:
+            # Replicas are reserved in the schema; until they exist, a second key is not ours.
+            raise UnsupportedFormatError(f"{store.url}: containers with several data keys are not supported yet")
+        provider = header.data_keys[0].provider
+        if self._provider is not None and provider != self._provider:
+            raise FormatError(
+                f"{store.url}: the container's data key is held by {provider!r}, "
+                f"but this DataPlane's KMS is {self._provider!r}"
+            )
         container = Container(self, store, header)
         if fetch_key:
             container.data_key()
@@ -213,12 +227,16 @@ class DataPlane:
         )
 
         def load() -> DataKey:
-            return self._kms.decrypt(
+            key = self._kms.decrypt(
                 edk.ciphertext,
                 encryption_context=dict(context),
                 key_id=edk.key_id,
                 grant_tokens=self._grant_tokens or None,
             )
+            if key.key_id != edk.key_id or len(key) != DATA_KEY_LENGTH:
+                key.wipe()
+                raise AuthenticationError
+            return key
 
         return self.cache.get(cache_key, load)
 

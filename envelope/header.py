@@ -26,6 +26,7 @@ from typing import Any, Final, final
 
 import attrs
 
+from envelope import kmsparams
 from envelope.errors import FormatError, UnsupportedFormatError, ValidationError
 
 __all__ = [
@@ -85,7 +86,6 @@ above allow (about 700 KB with every string escaped), so every header this
 module writes is one it can read back."""
 
 _CONTAINER_ID = re.compile(r"[0-9a-f]{32}")
-_KEY_ARN = re.compile(r"arn:[^:\s]+:kms:[^:\s]*:[^:\s]*:key/\S+")
 _TIMESTAMP = re.compile(
     r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})T(?P<h>[0-9]{2}):(?P<mi>[0-9]{2}):(?P<s>[0-9]{2})"
     r"(?:\.(?P<frac>[0-9]{1,6}))?Z"
@@ -342,7 +342,11 @@ def _check_key_arn(_: object, __: attrs.Attribute[str], value: object) -> None:
     value = _check_text(value, "data key key_id", min_chars=1, max_chars=MAX_KEY_ID_CHARS)
     # The header stores the key ARN KMS returned, never an alias: re-pointing an alias must
     # not orphan a container, and AWS Encryption SDK readers match provider info by key ARN.
-    if not _KEY_ARN.fullmatch(value):
+    try:
+        form = kmsparams.key_id_form(value)
+    except ValidationError:
+        form = None
+    if form != "key-arn":
         raise ValidationError(f"data key key_id must be a KMS key ARN (arn:...:key/...), got {_short(value)}")
 
 

@@ -264,8 +264,8 @@ class BogusKms:
     "result",
     [
         GeneratedDataKey(b"blob", "alias/not-an-arn"),
-        GeneratedDataKey(b"", "arn:aws:kms:us-east-1:111122223333:key/k"),
-        GeneratedDataKey("text", "arn:aws:kms:us-east-1:111122223333:key/k"),  # type: ignore[arg-type]
+        GeneratedDataKey(b"", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        GeneratedDataKey("text", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),  # type: ignore[arg-type]
         None,
     ],
 )
@@ -577,7 +577,9 @@ def test_s3_location_without_an_s3_client_is_a_validation_error(tmp_path: Path) 
 
 class NoProvider:
     def generate_data_key_without_plaintext(self, key_id: str, **_: Any) -> GeneratedDataKey:
-        return GeneratedDataKey(b"\x01" * 64, "arn:aws:kms:us-east-1:111122223333:key/k")
+        return GeneratedDataKey(
+            b"\x01" * 64, "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        )
 
 
 def test_provider_defaults_to_aws_kms(tmp_path: Path) -> None:

@@ -480,7 +480,11 @@ def test_largest_valid_header_is_within_the_parser_cap() -> None:
     # Worst case for size: control characters (escaped 6x in JSON) everywhere the schema allows them.
     reserved = build_encryption_context({}, CID)
     n = MAX_CONTEXT_BYTES - serialized_context_size(reserved) - 5
-    edk = EncryptedDataKey(provider="aws-kms", key_id="arn:aws:kms:r:1:key/" + "\x01" * 2028, ciphertext=b"x" * 6144)
+    uuid_part = "1234abcd-12ab-34cd-56ef-1234567890ab"
+    region = "r" * (2048 - len(f"arn:aws:kms::111122223333:key/{uuid_part}"))  # the longest key ARN KMS allows
+    edk = EncryptedDataKey(
+        provider="aws-kms", key_id=f"arn:aws:kms:{region}:111122223333:key/{uuid_part}", ciphertext=b"x" * 6144
+    )
     h = make_header(
         encryption_context=build_encryption_context({"\x01": "\x01" * n}, CID),
         data_keys=(edk,) * 8,

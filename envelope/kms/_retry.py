@@ -14,6 +14,7 @@ bounds the wall time spent across all attempts and sleeps.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -41,8 +42,15 @@ class RetryPolicy:
     def __attrs_post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValidationError("max_attempts must be an integer >= 1")
+        for name in ("base_delay", "max_delay", "deadline"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValidationError(f"{name} must be a finite number of seconds")
         if not (self.base_delay >= 0 and self.max_delay >= 0 and self.deadline > 0):
             raise ValidationError("retry delays must be >= 0 and the deadline > 0")
+        for name in ("clock", "sleep", "rng"):
+            if not callable(getattr(self, name)):
+                raise ValidationError(f"{name} must be callable")
 
     def backoff(self, retry_number: int) -> float:
         """Full jitter: uniform in [0, min(max_delay, base * 2**n)]."""

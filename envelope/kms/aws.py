@@ -10,6 +10,8 @@ stores key material; the plaintext from Decrypt goes straight into a
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ from botocore.exceptions import (
 
 from envelope import kmsparams as v
 from envelope.datakey import DataKey, GeneratedDataKey
-from envelope.errors import KmsConnectionError, KmsError, kms_error_for_code
+from envelope.errors import KmsConnectionError, KmsError, ValidationError, kms_error_for_code
 from envelope.kms._retry import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
@@ -33,6 +35,37 @@ if TYPE_CHECKING:
 __all__ = ["AwsKms"]
 
 PROVIDER_ID = "aws-kms"
+
+# botocore logs every response body at DEBUG (logger "botocore.parsers"), and a Decrypt
+# response carries the plaintext data key in its "Plaintext" field. Redact that field from
+# those records, so turning on DEBUG logging never writes a data key to a log.
+_PLAINTEXT_FIELD = re.compile(r'("Plaintext"\s*:\s*")[^"]*(")')
+_PLAINTEXT_FIELD_BYTES = re.compile(rb'("Plaintext"\s*:\s*")[^"]*(")')
+
+
+def _redact(value: object) -> object:
+    if isinstance(value, bytes | bytearray) and b"Plaintext" in value:
+        return _PLAINTEXT_FIELD_BYTES.sub(rb"\1<redacted>\2", bytes(value))
+    if isinstance(value, str) and "Plaintext" in value:
+        return _PLAINTEXT_FIELD.sub(r"\1<redacted>\2", value)
+    return value
+
+
+class _RedactPlaintext(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(a) for a in record.args)
+        return True
+
+
+def _install_log_redaction() -> None:
+    logger = logging.getLogger("botocore.parsers")
+    if not any(isinstance(f, _RedactPlaintext) for f in logger.filters):
+        logger.addFilter(_RedactPlaintext())
+
+
+_install_log_redaction()
 _CONNECTION_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 
 
@@ -62,8 +95,12 @@ class AwsKms:
     provider_id = PROVIDER_ID
 
     def __init__(self, client: KMSClient | Any, *, retry: RetryPolicy | None = None) -> None:
-        if not hasattr(client, "generate_data_key_without_plaintext") or not hasattr(client, "decrypt"):
-            raise TypeError("AwsKms needs a boto3 KMS client: boto3.client('kms', ...)")
+        if not callable(getattr(client, "generate_data_key_without_plaintext", None)) or not callable(
+            getattr(client, "decrypt", None)
+        ):
+            raise ValidationError("AwsKms needs a boto3 KMS client: boto3.client('kms', ...)")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValidationError("retry must be an envelope.kms.RetryPolicy")
         self._client = client
         self.retry = retry or RetryPolicy()
 

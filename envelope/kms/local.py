@@ -23,6 +23,7 @@ import re
 import secrets
 import stat
 import struct
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -56,6 +57,11 @@ _NONCE = 12
 _TAG = 16
 _BLOB_HEADER = len(_BLOB_MAGIC) + 16 + _NONCE
 _ALIAS = re.compile(r"alias/[A-Za-z0-9/_-]{1,250}")
+_KEY_ARN_PREFIX = f"arn:aws:kms:{_REGION}:{_ACCOUNT}:key/"
+_ALIAS_ARN_PREFIX = f"arn:aws:kms:{_REGION}:{_ACCOUNT}:"
+# Key ids as `create_key` makes them (str(uuid4())); anything else cannot name a key file.
+_CANONICAL_KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DESCRIPTION_MAX = 8192
 ENABLED, DISABLED, PENDING_DELETION = "Enabled", "Disabled", "PendingDeletion"
 
 
@@ -76,13 +82,33 @@ def _context_aad(key_uuid: bytes, context: Mapping[str, str]) -> bytes:
     return _BLOB_MAGIC + key_uuid + struct.pack(">I", len(canonical)) + canonical.encode("utf-8")
 
 
+def _check_keystore_path(path: object) -> str:
+    """The keystore directory as a str path; ValidationError for anything the filesystem cannot take."""
+    raw = os.fspath(path) if isinstance(path, os.PathLike) else path
+    if not isinstance(raw, str):
+        raise ValidationError(
+            f"the keystore path must be a str path (or os.PathLike of one), not {type(path).__name__}"
+        )
+    if not raw:
+        raise ValidationError("the keystore path must not be empty")
+    if "\x00" in raw:
+        raise ValidationError("the keystore path must not contain NUL")
+    try:
+        os.fsencode(raw)
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"the keystore path cannot be encoded with the filesystem encoding ({sys.getfilesystemencoding()})"
+        ) from None
+    return raw
+
+
 class LocalKms:
     """A local, file-backed KMS: `generate_data_key_without_plaintext` and `decrypt`, plus key admin."""
 
     provider_id = PROVIDER_ID
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Any = None) -> None:
-        self.path = Path(path)
+        self.path = Path(_check_keystore_path(path))
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._lock = threading.Lock()
         if self.path.exists():
@@ -171,7 +197,7 @@ class LocalKms:
         return doc if isinstance(doc, dict) else None
 
     def _arn(self, key_uuid: str) -> str:
-        return f"arn:aws:kms:{_REGION}:{_ACCOUNT}:key/{key_uuid}"
+        return _KEY_ARN_PREFIX + key_uuid
 
     def _resolve(self, key_id: str) -> dict[str, Any]:
         """The key record for any of the four KeyId forms; NotFoundError if there is none."""
@@ -180,15 +206,17 @@ class LocalKms:
         if form == "key-id":
             target = key_id.lower()
         elif form == "key-arn":
-            target = key_id.rsplit("/", 1)[1].lower() if key_id.startswith(f"arn:aws:kms:{_REGION}:") else None
+            # Only the ARN exactly as KMS returned it (as stored in the record) names the key: another
+            # account, region or partition, or another spelling of the key id, is another key.
+            target = key_id[len(_KEY_ARN_PREFIX) :] if key_id.startswith(_KEY_ARN_PREFIX) else None
         else:
             alias = key_id if form == "alias-name" else key_id.split(":", 5)[5]
-            if form == "alias-arn" and not key_id.startswith(f"arn:aws:kms:{_REGION}:{_ACCOUNT}:"):
+            if form == "alias-arn" and not key_id.startswith(_ALIAS_ARN_PREFIX):
                 target = None
             else:
                 target = self._aliases().get(alias) if self.path.exists() else None
-        record = self._load_key(target) if target else None
-        if record is None:
+        record = self._load_key(target) if target and _CANONICAL_KEY_ID.fullmatch(target) else None
+        if record is None or (form == "key-arn" and record.get("arn") != key_id):
             raise NotFoundError(f"key {key_id!r} does not exist in the local keystore")
         return record
 
@@ -205,6 +233,8 @@ class LocalKms:
         """Create a 256-bit key; returns its ARN. `alias` is spelled the KMS way: alias/NAME."""
         if alias is not None:
             self._check_alias(alias)
+        if not isinstance(description, str) or len(description) > _DESCRIPTION_MAX:
+            raise ValidationError(f"description must be a str of at most {_DESCRIPTION_MAX} characters")
         key_uuid = str(uuid.uuid4())
         record = {
             "key_id": key_uuid,

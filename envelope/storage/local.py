@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ from envelope.errors import ObjectExistsError, ObjectNotFoundError, StorageError
 from envelope.storage._base import BytesLike, as_byte_view
 from envelope.storage.names import is_valid_name, validate_directory_prefix, validate_name, validate_prefix
 
-__all__ = ["LocalObjectWriter", "LocalReader", "LocalStore"]
+__all__ = ["LocalObjectWriter", "LocalReader", "LocalStore", "check_encodable_path"]
 
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted under an object name must not hang the caller.
@@ -50,6 +51,22 @@ _TEMP_RE: Final = re.compile(r"\A\..*\.[0-9a-f]{16}\.tmp\Z", re.DOTALL)
 
 # A concurrent delete may prune a directory between our mkdir and our use of it.
 _CREATE_ATTEMPTS: Final = 8
+
+
+def check_encodable_path(path: str) -> str:
+    """`path`, if the filesystem encoding can encode it; else ValidationError.
+
+    A str path holding a lone surrogate (other than the ones `surrogateescape`
+    makes of undecodable bytes) names no file at all, and every OS call on it
+    would raise UnicodeEncodeError at some later, arbitrary point.
+    """
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"the local path cannot be encoded with the filesystem encoding ({sys.getfilesystemencoding()})"
+        ) from None
+    return path
 
 
 def _temp_name(leaf: str) -> str:
@@ -101,6 +118,7 @@ class LocalStore:
             raise ValidationError("LocalStore root must be a non-empty str path")
         if "\x00" in path:
             raise ValidationError("LocalStore root must not contain NUL")
+        check_encodable_path(path)
         self._root = os.path.abspath(path)
         self._base: tuple[str, ...] = ()
 

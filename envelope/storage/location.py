@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from envelope.errors import ValidationError
 from envelope.storage._base import Store
-from envelope.storage.local import LocalStore
+from envelope.storage.local import LocalStore, check_encodable_path
 from envelope.storage.names import validate_name
 from envelope.storage.s3 import S3Store, validate_bucket_name
 
@@ -58,7 +58,7 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
         raise ValidationError("a location must not contain NUL")
     match = _URL_RE.match(location)
     if match is None:
-        return Location(kind="file", path=location)
+        return Location(kind="file", path=check_encodable_path(location))
     scheme = match.group(1).lower()
     if scheme == "file":
         return _parse_file_url(location)
@@ -81,7 +81,7 @@ def _parse_file_url(url: str) -> Location:
         raise ValidationError(f"a file:// URL must hold an absolute path: {_show(url)}")
     if "\x00" in path:
         raise ValidationError("a file:// URL must not contain NUL")
-    return Location(kind="file", path=path)
+    return Location(kind="file", path=check_encodable_path(path))
 
 
 def _parse_s3_url(url: str) -> Location:

@@ -11,13 +11,22 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from envelope import kmsparams
 from envelope.errors import ValidationError
 from envelope.header import validate_container_id
 
-__all__ = ["check_grant_tokens", "check_key_id", "check_key_size", "new_container_id", "now_utc"]
+__all__ = [
+    "check_grant_tokens",
+    "check_key_id",
+    "check_key_size",
+    "check_optional_callable",
+    "new_container_id",
+    "now_utc",
+]
+
+_T = TypeVar("_T")
 
 _NEEDS_32_BYTES = "suite 0x0478 needs a 32-byte data key"
 
@@ -44,6 +53,13 @@ def check_key_size(key_spec: object, number_of_bytes: object) -> dict[str, Any]:
     if key_spec is None or key_spec == "AES_256":
         return {"key_spec": "AES_256"}
     raise ValidationError(f"{_NEEDS_32_BYTES}: key_spec must be 'AES_256' (got {key_spec!r})")
+
+
+def check_optional_callable(value: _T | None, parameter: str) -> _T | None:
+    """An injected source (clock, id factory): None for the real one, else something callable."""
+    if value is not None and not callable(value):
+        raise ValidationError(f"{parameter} must be callable (or None), not {type(value).__name__}")
+    return value
 
 
 def new_container_id(id_factory: Callable[[], object] | None) -> str:

@@ -122,8 +122,8 @@ class ControlPlane:
         self._generate: Callable[..., GeneratedDataKey] = generate
         self._provider: str = provider
         self._s3_client = s3_client
-        self._clock = clock
-        self._id_factory = id_factory
+        self._clock = _params.check_optional_callable(clock, "clock")
+        self._id_factory = _params.check_optional_callable(id_factory, "id_factory")
 
     def __repr__(self) -> str:
         return f"ControlPlane(provider={self._provider!r})"
@@ -239,9 +239,12 @@ class ControlPlane:
         is a container: it is reported and not descended into (its objects/
         may hold anything). A container whose header cannot be read or parsed
         is reported with its error instead of a header, and the walk goes on.
-        An error listing the store itself is raised.
+        An error listing the store itself is raised, from the iteration; a bad
+        `root` is a ValidationError at the call, before anything is iterated.
         """
-        store = self._open(root)
+        return self._walk(self._open(root))
+
+    def _walk(self, store: Store) -> Iterator[ContainerResult]:
         pending = [""]
         while pending:
             prefix = pending.pop()
@@ -267,6 +270,8 @@ class ControlPlane:
         header or the exception that request failed with. A failure never
         stops, hides or cancels the others: every request runs to its end.
         """
+        if not isinstance(requests, Iterable):
+            raise ValidationError(f"requests must be an iterable of ContainerRequest, got {type(requests).__name__}")
         batch = list(requests)
         for i, request in enumerate(batch):
             if not isinstance(request, ContainerRequest):

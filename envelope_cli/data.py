@@ -1,7 +1,9 @@
 """Data-plane commands: `put`, `get`, `ls`, `rm`, `inspect`, `verify`.
 
 `put`, `get` and `verify` open the container with its data key (one KMS
-Decrypt). `ls`, `rm` and `inspect` need no key and make no KMS call.
+Decrypt). `ls`, `rm` and `inspect` need no key and make no KMS call. Every
+command judges its NAMEs (or PREFIX) before it touches the location, so a
+bad name costs no storage or KMS request and changes nothing.
 
 Plaintext only ever flows between the caller's file or pipe and the data
 plane's streams, through one reused buffer that is zeroed afterwards. `get`
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 from dataplane import Container, ObjectInfo, VerifyResult
 from envelope.errors import AuthenticationError, EnvelopeError
 from envelope.header import SUITE_ID
+from envelope.storage import validate_name, validate_prefix
 from envelope_cli.control import header_document
 from envelope_cli.exitcodes import ExitCode, exit_code_for, one_line
 from envelope_cli.files import atomic_output, open_input
@@ -57,6 +60,7 @@ class _Counted:
 
 
 def put(session: Session, out: Output, args: argparse.Namespace) -> int:
+    validate_name(args.name)
     with open_input(args.file) as (source, size):
         container = session.open_container(args.location)
         source_name = "stdin" if args.file == "-" else args.file
@@ -100,6 +104,7 @@ def _copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None
 
 
 def get(session: Session, out: Output, args: argparse.Namespace) -> int:
+    validate_name(args.name)
     container = session.open_container(args.location)
     with container.open_reader(args.name) as reader:
         # Authenticates the final frame up front, so a truncated object fails before any output.
@@ -140,6 +145,7 @@ def _get_to_stdout(reader: _ReadableInto, tick: Callable[[int], None], name: str
 
 
 def ls(session: Session, out: Output, args: argparse.Namespace) -> int:
+    validate_prefix(args.prefix or "")
     container = session.browse_container(args.location)
     names = list(container.list(args.prefix or ""))
     if args.long:
@@ -154,6 +160,9 @@ def ls(session: Session, out: Output, args: argparse.Namespace) -> int:
 
 
 def rm(session: Session, out: Output, args: argparse.Namespace) -> int:
+    # Every name is judged before anything is deleted: one bad name must not leave the others half done.
+    for name in args.names:
+        validate_name(name)
     container = session.browse_container(args.location)
     for name in args.names:
         container.delete(name)
@@ -180,6 +189,8 @@ def _object_document(container: Container, info: ObjectInfo) -> dict[str, Any]:
 
 
 def inspect(session: Session, out: Output, args: argparse.Namespace) -> int:
+    if args.name is not None:
+        validate_name(args.name)
     container = session.browse_container(args.location)
     if args.name is None:
         out.document(header_document(container.url, container.header))
@@ -199,6 +210,8 @@ def _verified(result: VerifyResult) -> dict[str, Any]:
 
 
 def verify(session: Session, out: Output, args: argparse.Namespace) -> int:
+    for name in args.names:
+        validate_name(name)
     container = session.open_container(args.location)
     names = args.names or list(container.list())
     results: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from botocore.exceptions import NoRegionError, PartialCredentialsError, ProfileNotFound
+from botocore.exceptions import InvalidRegionError, NoRegionError, PartialCredentialsError, ProfileNotFound
 
 from envelope.errors import (
     AuthenticationError,
@@ -69,7 +69,8 @@ class Terminated(KeyboardInterrupt):
 _BY_CLASS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (
     (AuthenticationError, ExitCode.AUTHENTICATION),
     (ValidationError, ExitCode.USAGE),
-    ((ProfileNotFound, NoRegionError, PartialCredentialsError), ExitCode.USAGE),
+    # A bad region from the environment or a profile (--region itself is checked up front).
+    ((ProfileNotFound, NoRegionError, InvalidRegionError, PartialCredentialsError), ExitCode.USAGE),
     ((KmsError, KeystoreError), ExitCode.KMS),
     (FormatError, ExitCode.FORMAT),
     (FileNotFoundError, ExitCode.NOT_FOUND),
@@ -103,6 +104,9 @@ def one_line(exc: BaseException) -> str:
             text = f"{exc.filename}: {text}"
     else:
         text = str(exc) or type(exc).__name__
-        if not isinstance(exc, EnvelopeError | CliError | ProfileNotFound | NoRegionError | PartialCredentialsError):
+        if not isinstance(
+            exc,
+            EnvelopeError | CliError | ProfileNotFound | NoRegionError | InvalidRegionError | PartialCredentialsError,
+        ):
             text = f"internal error: {type(exc).__name__}: {text}"
     return " ".join(text.split())

@@ -14,14 +14,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
+from botocore.exceptions import InvalidRegionError
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
 
 from controlplane import ControlPlane
 from dataplane import Container, DataPlane
 from envelope.containers import read_container_header
 from envelope.datakey import DataKey
-from envelope.errors import KmsError
+from envelope.errors import FormatError, KmsError
 from envelope.kms import AwsKms, LocalKms
 from envelope.storage import Store, open_store
 from envelope_cli.exitcodes import CliError, ExitCode
@@ -59,6 +62,36 @@ def parse_kms(text: str) -> KmsChoice:
     raise CliError(f"--kms must be local, local:PATH or aws, not {text!r}", ExitCode.USAGE)
 
 
+def _check_region(region: str | None) -> str | None:
+    """--region as botocore will take it; a usage error now rather than an internal error later."""
+    if region is None:
+        return None
+    try:
+        validate_region_name(region)
+    except InvalidRegionError:
+        raise CliError(f"--region {region!r} is not a region name (e.g. us-east-1)", ExitCode.USAGE) from None
+    return region
+
+
+def _check_endpoint_url(url: str | None) -> str | None:
+    """--endpoint-url: an http(s) URL with a host, as botocore requires (it would raise a bare ValueError)."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and bool(is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url))
+        )
+    except ValueError:  # an unbalanced [ in the host, a bad port
+        valid = False
+    if not valid:
+        raise CliError(f"--endpoint-url {url!r} is not an http:// or https:// URL with a host", ExitCode.USAGE)
+    return url
+
+
 class _NoDecrypt:
     """A decryptor for commands that must not touch any key (ls, rm, inspect).
 
@@ -83,9 +116,9 @@ class Session:
         grant_tokens: Sequence[str] = (),
     ) -> None:
         self.choice = kms
-        self.region = region
+        self.region = _check_region(region)
         self.profile = profile
-        self.endpoint_url = endpoint_url
+        self.endpoint_url = _check_endpoint_url(endpoint_url)
         self.grant_tokens = tuple(grant_tokens)
         self._kms: AwsKms | LocalKms | None = None
         self._s3: S3Client | None = None
@@ -147,7 +180,9 @@ class Session:
         store = self.store(location)
         try:
             return self._data_plane(self.kms()).open(store)
-        except KmsError as e:
+        # The data plane refuses a header whose provider is not its KMS's (FormatError) before any
+        # KMS call; from the command line that is almost always a wrong --kms, as is a KMS failure.
+        except (KmsError, FormatError) as e:
             hint = self._mismatch_hint(store)
             if hint:
                 raise CliError(f"{e}; {hint}", ExitCode.KMS) from e

@@ -724,10 +724,6 @@ def test_bad_command_line_options_exit_2_and_change_nothing(
     assert _tree(tmp_path) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `envelope rm C good /bad` deletes 'good' before refusing '/bad'; validate every NAME first",
-)
 def test_cli_rm_with_one_bad_name_deletes_nothing(
     cli_world: tuple[list[str], Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -819,11 +815,6 @@ def test_bad_aws_command_lines_exit_2_without_a_network_call(
     assert aws_endpoint.connections == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: put/get/verify/inspect/rm validate NAME only after opening the container, so a bad NAME "
-    "already cost S3 requests and a KMS Decrypt; validate NAMEs before touching the location",
-)
 @pytest.mark.parametrize("argv", AWS_BAD_NAME_ARGVS, ids=[a[0] for a in AWS_BAD_NAME_ARGVS])
 def test_bad_object_names_on_the_aws_command_line_make_no_network_call(
     aws_endpoint: ConnectionCounter, argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -836,21 +827,26 @@ def test_bad_object_names_on_the_aws_command_line_make_no_network_call(
     assert (code, aws_endpoint.connections) == (2, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an invalid --region or --endpoint-url is reported as 'internal error' (exit 1), not a usage "
-    "error (exit 2); map botocore's InvalidRegionError and 'Invalid endpoint' ValueError to ExitCode.USAGE",
-)
 @pytest.mark.parametrize(
-    "option", [["--region", "bad region!"], ["--endpoint-url", "not a url"]], ids=["region", "endpoint"]
+    "option",
+    [
+        ["--region", "bad region!"],
+        ["--region", "us_east_1"],
+        ["--endpoint-url", "not a url"],
+        ["--endpoint-url", "ftp://127.0.0.1:9"],
+        ["--endpoint-url", "http://[::1"],
+        ["--endpoint-url", "http://127.0.0.1:99999"],
+    ],
+    ids=["region", "region-underscore", "endpoint", "endpoint-scheme", "endpoint-ipv6", "endpoint-port"],
 )
 def test_bad_aws_client_options_are_usage_errors(option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     base = {"--region": REGION, "--endpoint-url": "http://127.0.0.1:9"}
     base[option[0]] = option[1]
     argv = ["--kms", "aws", "-q", *(x for kv in base.items() for x in kv), "ls", "s3://bucket-x/c"]
     code = run_cli(argv)
-    capsys.readouterr()
+    stderr = capsys.readouterr().err
     assert code == 2
+    assert len(stderr.splitlines()) == 1 and option[0] in stderr and "internal error" not in stderr
 
 
 def test_validation_errors_are_typed() -> None:

@@ -70,7 +70,7 @@ FULL = Config(
     provision_reps=5,
     s3_size=256 * MiB,
     s3_reps=3,
-    quiet_wait_s=120.0,
+    quiet_wait_s=40.0,
 )
 QUICK = replace(
     FULL,
@@ -87,7 +87,7 @@ QUICK = replace(
     provision_reps=3,
     s3_size=32 * MiB,
     s3_reps=2,
-    quiet_wait_s=10.0,
+    quiet_wait_s=4.0,
 )
 TINY = replace(
     QUICK,

@@ -125,3 +125,25 @@ def wait_for_quiet(max_seconds: float, *, threshold: float = 0.3, window: float 
         waited = time.monotonic() - start
         if others < threshold or waited >= max_seconds:
             return {"waited_s": round(waited, 1), "other_processes_cores": others, "quiet": others < threshold}
+
+
+class QuietRounds:
+    """A `before_round` hook: wait (at most `max_seconds` per round) for a quiet machine; keeps totals."""
+
+    def __init__(self, max_seconds: float, *, window: float = 0.5) -> None:
+        self.max_seconds = max_seconds
+        self.window = window
+        self.rounds = 0
+        self.waited_s = 0.0
+        self.noisy_rounds = 0
+
+    def __call__(self) -> None:
+        if self.max_seconds < self.window:  # too short to measure: quick and tiny runs do not wait
+            return
+        got = wait_for_quiet(self.max_seconds, window=self.window)
+        self.rounds += 1
+        self.waited_s += got["waited_s"]
+        self.noisy_rounds += 0 if got["quiet"] else 1
+
+    def report(self) -> dict[str, float]:
+        return {"rounds": self.rounds, "waited_s": round(self.waited_s, 1), "rounds_started_noisy": self.noisy_rounds}

@@ -64,7 +64,8 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
         contenders["tink_decrypt"] = lambda: tink.time_decrypt(tink_message)
         contenders["raw_decrypt"] = lambda: raw.decrypt_memory(raw_aead, raw_view, size, frame_length, CountingSink())
         quiet = env.wait_for_quiet(cfg.quiet_wait_s / 4) if cfg.quiet_wait_s > 0 else None
-        times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup)
+        rounds = env.QuietRounds(cfg.quiet_wait_s / 24)
+        times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup, before_round=rounds)
     mbps = {name: throughput(size, t) for name, t in times.items()}
     medians = {name: summarize(v, digits=1) for name, v in mbps.items()}
     result: dict[str, Any] = {
@@ -74,6 +75,7 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
         "esdk": {"frame_lengths": list(ESDK_FRAME_LENGTHS), "key_provider": "KMS master key provider, moto in-process"},
         "tink": {"template": "AES256_GCM_HKDF_1MB"},
         "quiet_wait": quiet,
+        "quiet_rounds": rounds.report(),
         "mb_per_s": medians,
         "best": {},
         "ratio": {},

@@ -136,7 +136,8 @@ def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
             )
         os.sync()
         quiet = _quiet(cfg, ctx, f"frame {_label(frame_length)}", cfg.quiet_wait_s / 4)
-        times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup)
+        rounds = env.QuietRounds(cfg.quiet_wait_s / 24)
+        times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup, before_round=rounds)
         for item in cleanup:
             item.close()
         mbps = {name: throughput(size, t) for name, t in times.items()}
@@ -145,6 +146,7 @@ def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
             "bytes": size,
             "io_chunk": io_chunk(frame_length),
             "quiet_wait": quiet,
+            "quiet_rounds": rounds.report(),
             "mb_per_s": {name: summarize(v, digits=1) for name, v in mbps.items()},
             "ratio": {},
         }
@@ -218,7 +220,8 @@ def run_threads(cfg: Any, ctx: Any) -> dict[str, Any]:
                 raw.decrypt_memory_threads(a, v, size, fl, t)
             )
         cpu: dict[str, list[float]] = {}
-        times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup, cpu=cpu)
+        rounds = env.QuietRounds(cfg.quiet_wait_s / 12)
+        times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup, cpu=cpu, before_round=rounds)
         mbps = {name: throughput(size, t) for name, t in times.items()}
         row: dict[str, Any] = {
             "frame_length": frame_length,
@@ -227,6 +230,7 @@ def run_threads(cfg: Any, ctx: Any) -> dict[str, Any]:
             "mb_per_s": {name: summarize(v, digits=1) for name, v in mbps.items()},
             "cpu_per_wall": {name: summarize(v, digits=2) for name, v in cpu.items()},
             "quiet_wait": quiet,
+            "quiet_rounds": rounds.report(),
             "ratio": {},
         }
         for op in ("encrypt", "decrypt"):

@@ -48,6 +48,7 @@ def interleave(
     reps: int,
     warmup: int = 1,
     cpu: dict[str, list[float]] | None = None,
+    before_round: Callable[[], object] | None = None,
 ) -> dict[str, list[float]]:
     """Run each contender once per round, in order, for `warmup` + `reps` rounds.
 
@@ -55,10 +56,13 @@ def interleave(
     outside the timing). Warm-up rounds are discarded. The collector runs
     between runs, never inside one. With `cpu`, each run's process CPU time
     divided by its wall time (about 2.0 when two threads really ran at once)
-    is recorded there too.
+    is recorded there too. `before_round` runs before each round (e.g. to wait
+    for other processes on a shared machine to go quiet).
     """
     results: dict[str, list[float]] = {name: [] for name in contenders}
     for round_index in range(warmup + reps):
+        if before_round is not None:
+            before_round()
         for name, run in contenders.items():
             gc.collect()
             gc.disable()

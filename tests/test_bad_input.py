@@ -608,9 +608,7 @@ def test_bad_store_and_keystore_parameters_are_refused(world: World) -> None:
     refuse_all(world, cases)
 
 
-# --- known gaps: each a minimal failing case, for the lead to fix --------------------------------------------
-
-_UNCHECKED = "bug: accepted at construction and only fails later, with an untyped error"
+# --- configuration objects are checked when built, not when first used --------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -628,8 +626,9 @@ _UNCHECKED = "bug: accepted at construction and only fails later, with an untype
         pytest.param("RetryPolicy(clock=5)", lambda w: RetryPolicy(clock=5), id="RetryPolicy-clock"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason=_UNCHECKED + " (or a TypeError/ValueError instead of ValidationError)")
-def test_known_gap_unvalidated_parameter(world: World, case: str, call: Callable[[World], object]) -> None:
+def test_configuration_objects_refuse_bad_arguments_when_built(
+    world: World, case: str, call: Callable[[World], object]
+) -> None:
     with pytest.raises(ValidationError):
         call(world)
 

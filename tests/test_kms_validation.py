@@ -129,5 +129,5 @@ def test_error_names_the_parameter_and_range(recorded_aws: tuple[AwsKms, HttpRec
 
 
 def test_aws_kms_wants_a_kms_client() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ValidationError, match="boto3 KMS client"):
         AwsKms(object())

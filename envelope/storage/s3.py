@@ -52,6 +52,7 @@ MAX_PART_SIZE: Final = 5 * 1024 * MiB
 MAX_PARTS: Final = 10_000
 DEFAULT_PART_SIZE: Final = 8 * MiB
 DEFAULT_READ_AHEAD: Final = 1 * MiB
+DEFAULT_MAX_READ_AHEAD: Final = 8 * MiB
 _BODY_READ_SIZE: Final = 256 * 1024
 
 _NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -180,7 +181,10 @@ class S3Store:
     Thread-safe (boto3 clients are). `part_size` bounds a writer's memory;
     objects of at most `small_object_threshold` bytes that never filled a part
     are written with one PutObject. `read_ahead` bytes are fetched for small
-    reads so sequential small reads do not each cost a GET (0 disables it).
+    reads so sequential small reads do not each cost a GET; while a reader
+    keeps reading sequentially its window doubles up to `max_read_ahead`, so
+    a streaming read costs one GET per `max_read_ahead` bytes (each GET has a
+    round trip, and S3 serves large ranges best), with memory bounded by it.
     """
 
     def __init__(
@@ -192,6 +196,7 @@ class S3Store:
         part_size: int = DEFAULT_PART_SIZE,
         small_object_threshold: int | None = None,
         read_ahead: int = DEFAULT_READ_AHEAD,
+        max_read_ahead: int = DEFAULT_MAX_READ_AHEAD,
         list_page_size: int = 1000,
     ) -> None:
         if client is None:
@@ -209,6 +214,9 @@ class S3Store:
             raise ValidationError("small_object_threshold must not exceed part_size (the writer buffers one part)")
         self._threshold = threshold
         self._read_ahead = _positive_int(read_ahead, "read_ahead")
+        self._max_read_ahead = _positive_int(max_read_ahead, "max_read_ahead")
+        if self._max_read_ahead < self._read_ahead:
+            raise ValidationError("max_read_ahead must be at least read_ahead")
         if not 1 <= _positive_int(list_page_size, "list_page_size") <= 1000:
             raise ValidationError("list_page_size must be between 1 and 1000")
         self._page_size = list_page_size
@@ -501,9 +509,10 @@ class S3ObjectWriter:
 class S3Reader:
     """Ranged GETs pinned to the ETag seen at open, so a replaced object cannot be read as a mix.
 
-    Reads of at least `read_ahead` bytes go straight into the caller's buffer;
-    smaller ones are served from one read-ahead window. Safe to share between
-    threads (the window is guarded by a lock; direct reads need none).
+    Reads at least as large as the read-ahead window go straight into the
+    caller's buffer; smaller ones are served from one window, which doubles
+    (up to the store's `max_read_ahead`) while reads stay sequential. Safe to
+    share between threads (the window is guarded by a lock; direct reads need none).
     """
 
     def __init__(self, store: S3Store, name: str, key: str, *, size: int, etag: str) -> None:
@@ -514,6 +523,8 @@ class S3Reader:
         self._size = size
         self._etag = etag
         self._window_size = min(store._read_ahead, size)
+        self._max_window = min(store._max_read_ahead, size)
+        self._next_sequential = -1  # where a sequential reader's next read starts
         self._window = bytearray(0)  # allocated on the first small read, then reused
         self._window_start = 0
         self._window_len = 0
@@ -536,6 +547,10 @@ class S3Reader:
         if view.readonly:
             raise ValidationError("buf must be writable")
         want = max(0, min(view.nbytes, self._size - offset))
+        with self._lock:
+            if offset == self._next_sequential and self._window_size < self._max_window:
+                self._window_size = min(2 * self._window_size, self._max_window)
+            self._next_sequential = offset + want
         done = 0
         while done < want:
             pos = offset + done
@@ -561,7 +576,7 @@ class S3Reader:
         return n
 
     def _fill_window(self, pos: int) -> None:
-        if not self._window:
+        if len(self._window) < self._window_size:
             self._window = bytearray(self._window_size)
         length = min(self._window_size, self._size - pos)
         self._window_len = 0  # invalid until the GET has filled it

@@ -23,7 +23,8 @@ def _label(n: int) -> str:
 
 
 def _err(summary: dict[str, Any]) -> list[float]:
-    return [summary["median"] - summary["min"], summary["max"] - summary["median"]]
+    """Error bars span the interquartile range (the table gives min-max)."""
+    return [max(0.0, summary["median"] - summary["q1"]), max(0.0, summary["q3"] - summary["median"])]
 
 
 def _bars(ax: Axes, groups: list[str], series: list[tuple[str, list[dict[str, Any] | None], str]]) -> None:
@@ -66,7 +67,8 @@ def _streams(ax: Axes, fig: dict[str, Any]) -> None:
     _target(ax, 0.75, "0.75 (file)")
     ax.set_title("1. ours / raw AES-GCM, by frame length", fontsize=9)
     ax.set_ylabel("ratio")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.3)
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
 
 
 def _threads(ax: Axes, fig: dict[str, Any]) -> None:
@@ -75,14 +77,17 @@ def _threads(ax: Axes, fig: dict[str, Any]) -> None:
         ax,
         [_label(r["frame_length"]) for r in rows],
         [
-            ("encrypt", [r["ratio"]["encrypt_2_vs_1"] for r in rows], OURS),
-            ("decrypt", [r["ratio"]["decrypt_2_vs_1"] for r in rows], OURS_2),
+            ("ours encrypt", [r["ratio"]["encrypt_2_vs_1"] for r in rows], OURS),
+            ("ours decrypt", [r["ratio"]["decrypt_2_vs_1"] for r in rows], OURS_2),
+            ("raw encrypt", [r["ratio"].get("raw_encrypt_2_vs_1") for r in rows], PEER),
+            ("raw decrypt", [r["ratio"].get("raw_decrypt_2_vs_1") for r in rows], PEER_2),
         ],
     )
     _target(ax, 1.6, "1.6")
     ax.set_title(f"2. 2 threads / 1 thread ({_label(fig['bytes'])})", fontsize=9)
     ax.set_ylabel("ratio")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.3)
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
 
 
 def _peers(ax: Axes, fig: dict[str, Any]) -> None:
@@ -129,13 +134,13 @@ def _random(ax: Axes, fig: dict[str, Any]) -> None:
     for i, r in enumerate(rows):
         ax.annotate(
             f"{r['frames_per_read']['mean']:.2f} frames/read\nend/start {r['end_over_start']:.2f}",
-            (i, 0),
+            (i, max(r["latency_us"]["start"]["q3"], r["latency_us"]["end"]["q3"])),
             xytext=(0, 4),
             textcoords="offset points",
             ha="center",
             fontsize=7,
-            color="white",
         )
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.25)
     ax.set_title(f"5. 4 KiB random read latency, us ({_label(fig['object_bytes'])} object)", fontsize=9)
     ax.legend(fontsize=7)
 
@@ -217,6 +222,13 @@ def render(results: dict[str, Any], path: str) -> None:
         f"Python {machine['python']}, cryptography {machine['versions'].get('cryptography')}",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.text(
+        0.5,
+        0.005,
+        "bars: medians; error bars: interquartile range; ratios are paired per interleaved round",
+        ha="center",
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
     fig.savefig(path, dpi=100)
     plt.close(fig)

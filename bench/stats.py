@@ -49,6 +49,7 @@ def interleave(
     warmup: int = 1,
     cpu: dict[str, list[float]] | None = None,
     before_round: Callable[[], object] | None = None,
+    rotate: bool = True,
 ) -> dict[str, list[float]]:
     """Run each contender once per round, in order, for `warmup` + `reps` rounds.
 
@@ -57,13 +58,20 @@ def interleave(
     between runs, never inside one. With `cpu`, each run's process CPU time
     divided by its wall time (about 2.0 when two threads really ran at once)
     is recorded there too. `before_round` runs before each round (e.g. to wait
-    for other processes on a shared machine to go quiet).
+    for other processes on a shared machine to go quiet). With `rotate`, the
+    order shifts by one each round, so no contender always runs first or
+    always right after the same neighbour (a disk flush left behind by one
+    run would otherwise land on the same next contender every round).
     """
     results: dict[str, list[float]] = {name: [] for name in contenders}
     for round_index in range(warmup + reps):
         if before_round is not None:
             before_round()
-        for name, run in contenders.items():
+        order = list(contenders.items())
+        if rotate and order:
+            shift = round_index % len(order)
+            order = order[shift:] + order[:shift]
+        for name, run in order:
             gc.collect()
             gc.disable()
             wall0, cpu0 = time.perf_counter(), time.process_time()

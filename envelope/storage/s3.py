@@ -2,22 +2,25 @@
 
 Create-only writes are conditional (`If-None-Match: *` on PutObject and on
 CompleteMultipartUpload), so S3 itself decides which of two racing writers
-wins. Streamed writes buffer at most one part in one preallocated buffer and
-upload it as a multipart part when it fills; an object that never fills a
-part goes up in one PutObject at commit. Nothing is visible before commit,
+wins. Streamed writes fill one part buffer at a time and upload each full
+buffer as a multipart part, keeping up to `upload_concurrency` part uploads
+in flight on the writer's own small thread pool while the caller fills the
+next buffer; an object that never fills a part goes up in one PutObject at
+commit. Nothing is visible before commit,
 and any failure or abort aborts the multipart upload. Readers issue ranged
 GETs pinned to the ETag seen at open, reading straight into the caller's
 buffer.
 
 This module must never construct a boto3 client (the caller owns endpoint,
 region, credentials and retries), never download a whole object to serve a
-ranged read, never hold more than one part (plus the read-ahead window) in
-memory per writer or reader, and never let a botocore exception escape
-untranslated.
+ranged read, never hold more than `upload_concurrency + 1` parts in memory
+per writer (or more than the read-ahead window per reader), and never let a
+botocore exception escape untranslated.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import heapq
 import io
@@ -53,6 +56,8 @@ MAX_PARTS: Final = 10_000
 DEFAULT_PART_SIZE: Final = 8 * MiB
 DEFAULT_READ_AHEAD: Final = 1 * MiB
 DEFAULT_MAX_READ_AHEAD: Final = 8 * MiB
+DEFAULT_UPLOAD_CONCURRENCY: Final = 1
+MAX_UPLOAD_CONCURRENCY: Final = 16
 _BODY_READ_SIZE: Final = 256 * 1024
 
 _NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -178,13 +183,26 @@ class _ViewBody(io.RawIOBase):
 class S3Store:
     """Objects stored as S3 objects `prefix + name` in `bucket`, through the caller's boto3 client.
 
-    Thread-safe (boto3 clients are). `part_size` bounds a writer's memory;
-    objects of at most `small_object_threshold` bytes that never filled a part
-    are written with one PutObject. `read_ahead` bytes are fetched for small
+    Thread-safe (boto3 clients are). `part_size` bounds a writer's memory
+    (times `upload_concurrency + 1`, see below); objects of at most
+    `small_object_threshold` bytes that never filled a part are written with
+    one PutObject. `read_ahead` bytes are fetched for small
     reads so sequential small reads do not each cost a GET; while a reader
     keeps reading sequentially its window doubles up to `max_read_ahead`, so
     a streaming read costs one GET per `max_read_ahead` bytes (each GET has a
     round trip, and S3 serves large ranges best), with memory bounded by it.
+
+    A streaming writer keeps up to `upload_concurrency` (1..16, default 1)
+    UploadPart calls in flight, each on a thread of a pool owned by that
+    writer (started at its first part, shut down at commit/abort/failure), so
+    the caller fills the next part while earlier ones are sent. Its part
+    buffers are allocated on demand and reused, at most
+    `upload_concurrency + 1` of them: a writer's memory is bounded by
+    `(upload_concurrency + 1) * part_size` (40 MiB at 4 and 8 MiB parts).
+    With `upload_concurrency=1` (the default) parts are uploaded one at a
+    time in the caller's thread from a single buffer: no pool, `part_size`
+    of memory, and a failed part is reported by the `write` that filled it
+    (with more, by the next `write` or `commit` after it failed).
     """
 
     def __init__(
@@ -198,6 +216,7 @@ class S3Store:
         read_ahead: int = DEFAULT_READ_AHEAD,
         max_read_ahead: int = DEFAULT_MAX_READ_AHEAD,
         list_page_size: int = 1000,
+        upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
     ) -> None:
         if client is None:
             raise ValidationError("S3Store needs a boto3 S3 client")
@@ -220,6 +239,9 @@ class S3Store:
         if not 1 <= _positive_int(list_page_size, "list_page_size") <= 1000:
             raise ValidationError("list_page_size must be between 1 and 1000")
         self._page_size = list_page_size
+        if not 1 <= _positive_int(upload_concurrency, "upload_concurrency") <= MAX_UPLOAD_CONCURRENCY:
+            raise ValidationError(f"upload_concurrency must be between 1 and {MAX_UPLOAD_CONCURRENCY}")
+        self._upload_concurrency = upload_concurrency
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -363,14 +385,48 @@ class S3Store:
 _OPEN, _COMMITTED, _ABORTED, _FAILED = "open", "committed", "aborted", "failed"
 
 
-class S3ObjectWriter:
-    """Buffers one part in a preallocated buffer; uploads parts as they fill; publishes on commit.
+def _send_part(
+    client: S3Client, *, bucket: str, key: str, name: str, upload_id: str, number: int, body: memoryview
+) -> CompletedPartTypeDef:
+    """One UploadPart of `body` (a filled slice of a part buffer); runs in the caller or a pool thread."""
+    with _translated("UploadPart", name):
+        response = client.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=cast("IO[bytes]", _ViewBody(body)),
+            ChecksumAlgorithm="CRC32",
+        )
+    part: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
+    if "ChecksumCRC32" in response:
+        part["ChecksumCRC32"] = response["ChecksumCRC32"]
+    return part
 
-    Not thread-safe. Errors are sticky, and every failure aborts the multipart
-    upload, so nothing (not even invisible parts) is left behind. A writer that
-    is abandoned without commit or abort (or a crashed process) leaves an
-    incomplete multipart upload: invisible, but billed until a bucket lifecycle
-    rule (AbortIncompleteMultipartUpload) removes it.
+
+class S3ObjectWriter:
+    """Fills part buffers; uploads full ones, up to `upload_concurrency` at once; publishes on commit.
+
+    Memory: at most `upload_concurrency + 1` part buffers (one when
+    `upload_concurrency` is 1), each `part_size` bytes, allocated on demand
+    and reused: one being filled by `write` while up to `upload_concurrency`
+    others are uploaded by this writer's own thread pool
+    (`upload_concurrency` threads, started at the first part and shut down
+    at commit, abort or failure). When every buffer is in flight, `write`
+    waits for an upload to finish. With `upload_concurrency=1` there is one
+    buffer and parts go up in the caller's thread, one at a time. `write`
+    always copies the caller's bytes before it returns.
+
+    Not thread-safe. Errors are sticky, including a failed part upload
+    (reported by the next `write` or `commit` once it has failed; at
+    concurrency 1, by the `write` that filled the part); every failure, and
+    `abort`, first cancels queued part uploads and waits for running ones,
+    then aborts the multipart upload, so nothing (not even invisible parts)
+    is left behind.
+    `commit` waits for every part and lists them in order. A writer that is
+    abandoned without commit or abort (or a crashed process) leaves an
+    incomplete multipart upload: invisible, but billed until a bucket
+    lifecycle rule (AbortIncompleteMultipartUpload) removes it.
     """
 
     def __init__(self, store: S3Store, name: str, key: str, *, overwrite: bool) -> None:
@@ -381,10 +437,16 @@ class S3ObjectWriter:
         self._key = key
         self._overwrite = overwrite
         self._part_size = store._part_size
-        self._buffer = memoryview(bytearray(self._part_size))  # the one buffer this writer ever uses
+        self._concurrency = store._upload_concurrency
+        self._buffer = memoryview(bytearray(self._part_size))  # the buffer `write` is filling
+        self._allocated = 1  # part buffers ever allocated: at most upload_concurrency + 1
+        self._free: list[memoryview] = []  # allocated buffers whose upload has finished
         self._filled = 0
         self._upload_id: str | None = None
-        self._parts: list[CompletedPartTypeDef] = []
+        self._next_number = 1
+        self._parts: list[CompletedPartTypeDef] = []  # finished parts, in completion order
+        self._pending: list[tuple[concurrent.futures.Future[CompletedPartTypeDef], memoryview]] = []
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._state = _OPEN
         self._error: BaseException | None = None
 
@@ -409,36 +471,66 @@ class S3ObjectWriter:
                 self._filled += n
                 view = view[n:]
                 if self._filled == self._part_size:
-                    self._upload_part()
+                    self._upload_part(last=False)
         except BaseException as e:
             self._fail(e)
             raise
         return total
 
-    def _upload_part(self) -> None:
+    def _upload_part(self, *, last: bool) -> None:
         if self._upload_id is None:
             with _translated("CreateMultipartUpload", self._name):
                 created = self._client.create_multipart_upload(
                     Bucket=self._bucket, Key=self._key, ChecksumAlgorithm="CRC32"
                 )
             self._upload_id = created["UploadId"]
-        number = len(self._parts) + 1
+        number = self._next_number
         if number > MAX_PARTS:
             raise StorageError(f"{self._name!r} needs more than {MAX_PARTS} parts; use a larger part_size")
-        with _translated("UploadPart", self._name):
-            response = self._client.upload_part(
-                Bucket=self._bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=cast("IO[bytes]", _ViewBody(self._buffer[: self._filled])),
-                ChecksumAlgorithm="CRC32",
+        body = self._buffer[: self._filled]
+        args: dict[str, Any] = {
+            "bucket": self._bucket,
+            "key": self._key,
+            "name": self._name,
+            "upload_id": self._upload_id,
+            "number": number,
+            "body": body,
+        }
+        if self._concurrency == 1:
+            self._parts.append(_send_part(self._client, **args))
+            self._next_number += 1
+            self._filled = 0
+            return
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._concurrency, thread_name_prefix="envelope-s3-upload"
             )
-        part: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
-        if "ChecksumCRC32" in response:
-            part["ChecksumCRC32"] = response["ChecksumCRC32"]
-        self._parts.append(part)
+        self._pending.append((self._executor.submit(_send_part, self._client, **args), self._buffer))
+        self._next_number += 1
         self._filled = 0
+        self._buffer = memoryview(bytearray(0))
+        if not last:
+            self._buffer = self._take_buffer()
+
+    def _take_buffer(self) -> memoryview:
+        """A free part buffer: reuse one, allocate one (up to the bound), or wait for an upload to finish."""
+        self._collect(wait=None)  # also surfaces a failed part as early as possible
+        if not self._free and self._allocated <= self._concurrency:
+            self._allocated += 1
+            return memoryview(bytearray(self._part_size))
+        while not self._free:
+            self._collect(wait=concurrent.futures.FIRST_COMPLETED)
+        return self._free.pop()
+
+    def _collect(self, wait: str | None) -> None:
+        """Take in finished uploads (after waiting per `wait`); re-raise the first failure."""
+        if wait is not None and self._pending:
+            concurrent.futures.wait([future for future, _ in self._pending], return_when=wait)
+        done = [item for item in self._pending if item[0].done()]
+        self._pending = [item for item in self._pending if not item[0].done()]
+        for future, buffer in done:
+            self._parts.append(future.result())
+            self._free.append(buffer)
 
     def commit(self) -> None:
         if self._state == _COMMITTED:
@@ -448,8 +540,10 @@ class S3ObjectWriter:
             if self._upload_id is None and self._filled <= self._store._threshold:
                 self._store._put_object(self._name, self._key, self._buffer[: self._filled], overwrite=self._overwrite)
             else:
-                if self._filled or not self._parts:
-                    self._upload_part()
+                if self._filled or self._next_number == 1:
+                    self._upload_part(last=True)
+                while self._pending:
+                    self._collect(wait=concurrent.futures.FIRST_EXCEPTION)
                 self._complete()
         except BaseException as e:
             self._fail(e)
@@ -459,11 +553,12 @@ class S3ObjectWriter:
 
     def _complete(self) -> None:
         assert self._upload_id is not None
+        parts = sorted(self._parts, key=lambda part: part["PartNumber"])
         kwargs: dict[str, Any] = {
             "Bucket": self._bucket,
             "Key": self._key,
             "UploadId": self._upload_id,
-            "MultipartUpload": {"Parts": self._parts},
+            "MultipartUpload": {"Parts": parts},
         }
         if not self._overwrite:
             kwargs["IfNoneMatch"] = "*"
@@ -482,8 +577,9 @@ class S3ObjectWriter:
         self._abort_upload()
 
     def _abort_upload(self) -> None:
-        upload_id, self._upload_id = self._upload_id, None
+        # Parts still queued are cancelled and running ones waited for, so none lands after the abort.
         self._release()
+        upload_id, self._upload_id = self._upload_id, None
         if upload_id is None:
             return
         # If this fails the upload is still invisible; a lifecycle rule reaps what we could not abort.
@@ -491,6 +587,12 @@ class S3ObjectWriter:
             self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
 
     def _release(self) -> None:
+        """Stop the pool (cancel queued uploads, wait for running ones) and drop every buffer."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        self._pending = []
+        self._free = []
         self._buffer = memoryview(bytearray(0))
         self._filled = 0
 

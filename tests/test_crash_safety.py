@@ -1,8 +1,11 @@
 """Crash safety: SIGKILL writer processes at random moments and lose nothing that was committed.
 
 A child process writes objects through the data plane in a loop, streaming each one in chunks,
-and prints a line after each commit. The parent kills it with SIGKILL at seeded random moments,
-restarts it where it stopped, and after every kill checks the container: every visible object
+and prints a line after each commit. At a seeded random point -- after some chunk of some object
+(the temp file or multipart upload is open), or after an object was published but before it was
+reported -- the child announces "paused" and blocks on stdin; the parent then kills it with
+SIGKILL. The kill point is therefore exact and independent of machine load. The parent restarts
+the child where it stopped, and after every kill checks the container: every visible object
 authenticates (`Container.verify`) and holds exactly the bytes it was meant to hold, every
 object the child reported committed is there, nothing partial is visible, and a new process can
 write again (no stale locks: the keystore lock, temp files of dead writers, S3 uploads).
@@ -17,7 +20,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -44,9 +46,12 @@ def content(i: int) -> bytes:
     return (block * (size // len(block) + 1))[:size]
 
 
+CHUNK = 16384
+
 LOCAL_WRITER = (
     """
 import hashlib, sys
+CHUNK = 16384
 from dataplane import DataPlane
 from envelope.errors import ObjectExistsError
 from envelope.kms import LocalKms
@@ -55,17 +60,27 @@ from envelope.kms import LocalKms
     + inspect.getsource(content)
     + """
 keystore, location, start, stop = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+pause_object, pause_chunk = int(sys.argv[5]), int(sys.argv[6])  # chunk -1: published, not yet reported
+
+def pause():
+    print("paused", flush=True)
+    sys.stdin.readline()  # blocks until the parent's SIGKILL
+
 with DataPlane(LocalKms(keystore), frame_length=4096).open(location) as container:
     print("ready", flush=True)
     for i in range(start, stop):
         data = content(i)
         try:
             with container.open_writer(f"obj/{i:04d}") as writer:
-                for offset in range(0, len(data), 16384):
-                    writer.write(data[offset : offset + 16384])
+                for chunk, offset in enumerate(range(0, len(data), CHUNK)):
+                    writer.write(data[offset : offset + CHUNK])
+                    if (i, chunk) == (pause_object, pause_chunk):
+                        pause()
         except ObjectExistsError:
             print("exists", i, flush=True)
             continue
+        if (i, -1) == (pause_object, pause_chunk):
+            pause()
         print("done", i, hashlib.sha256(data).hexdigest(), flush=True)
 """
 )
@@ -80,6 +95,7 @@ def _child_env() -> dict[str, str]:
 def _spawn(script: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(script), *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -137,16 +153,18 @@ def test_sigkill_during_local_writes_loses_nothing_committed(tmp_path: Path) -> 
     kills = 0
     unreported: set[int] = set()  # published, then killed before it could print "done"
     while next_index < OBJECTS:
-        proc = _spawn(script, str(keystore), str(location), str(next_index), str(OBJECTS))
+        target = next_index + rng.randint(2, 13)
+        kill = kills < KILLS and target < OBJECTS
+        # Where the child stops: after a random chunk of object `target` (its temp file is open),
+        # or -- every third kill -- after `target` was published but before it was reported.
+        chunks = -(-len(content(target)) // CHUNK) if kill else 0
+        chunk = -1 if not chunks or kills % 3 == 2 else rng.randrange(chunks)
+        pause = (target, chunk) if kill else (-1, -1)
+        proc = _spawn(script, str(keystore), str(location), str(next_index), str(OBJECTS), *map(str, pause))
         lines: list[str] = []
         _wait_for(proc, "ready", lines)
-        # A random moment: after a random number of objects (the child writes one in ~2 ms),
-        # then a random fraction of the next one -- mid-chunk, mid-fsync, mid-link, or between.
-        after = rng.randint(3, 14)
-        if kills < KILLS and next_index + after < OBJECTS:
-            for _ in range(after):
-                _wait_for(proc, "", lines)
-            time.sleep(rng.uniform(0.0, 0.004))
+        if kill:
+            _wait_for(proc, "paused", lines)
             assert _kill_and_collect(proc, lines) == -signal.SIGKILL
             kills += 1
         else:
@@ -173,7 +191,8 @@ def test_sigkill_during_local_writes_loses_nothing_committed(tmp_path: Path) -> 
     # (their flock died with them), listings never showed them, and new writers work.
     objects = LocalStore(location / "objects")
     stray = list((location / "objects").rglob(".*"))
-    assert stray or unreported, "no kill landed inside a write: the test did not exercise what it claims"
+    assert stray, "no kill landed inside a write: the test did not exercise what it claims"
+    assert unreported, "no kill landed between publishing and reporting"
     assert objects.cleanup_stale_temp_files(older_than=0) == len(stray)
     leftovers = list((location / "objects").rglob(".*"))
     assert leftovers == []
@@ -193,6 +212,7 @@ from envelope.kms import AwsKms
 from envelope.storage import S3Store
 
 endpoint, bucket, prefix, name, size = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+pause_after = int(sys.argv[6]) if len(sys.argv) > 6 else -1
 s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
 kms = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint,
                    config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
@@ -204,6 +224,9 @@ with DataPlane(AwsKms(kms), frame_length=65536).open(store) as container:
         for i in range(size // len(chunk)):
             writer.write(chunk)
             print("chunk", i, flush=True)
+            if i == pause_after:
+                print("paused", flush=True)
+                sys.stdin.readline()  # blocks until the parent's SIGKILL
     print("committed", flush=True)
 """
 BIG = 14 * 1024 * 1024  # three parts of 5 MiB
@@ -233,10 +256,10 @@ def test_sigkill_during_s3_multipart_uploads_leaves_nothing_partial(
     # Kill after a random number of 1 MiB chunks: before the first 5 MiB part went up, just
     # after it, and while the later parts go up.
     for attempt, chunks in enumerate((range(0, 4), range(5, 7), range(9, 13))):
-        proc = _spawn(script, *args, "big/killed", str(BIG))
+        proc = _spawn(script, *args, "big/killed", str(BIG), str(rng.choice(chunks)))
         lines: list[str] = []
-        _wait_for(proc, f"chunk {rng.choice(chunks)}", lines)
-        _kill_and_collect(proc, lines)
+        _wait_for(proc, "paused", lines)
+        assert _kill_and_collect(proc, lines) == -signal.SIGKILL
         assert not any(line.startswith("committed") for line in lines)
         assert list(checker.list("big/")) == ["big/first"], f"kill {attempt}: a partial object is visible"
         with pytest.raises(ObjectNotFoundError):

@@ -193,7 +193,7 @@ def test_bad_input_is_a_validation_error_before_any_io(env: Env) -> None:
 
 
 def test_missing_container(env: Env, tmp_path: Path) -> None:
-    missing = str(tmp_path / "nothing") if not env.s3 else env.location.replace("c1", "nope")
+    missing = str(tmp_path / "nothing") if not env.s3 else env.location.rsplit("/", 1)[0] + "/nope"
     with pytest.raises(ContainerNotFoundError):
         env.plane().open(missing)
 

@@ -2,9 +2,9 @@
 
 Both speak the message format of `dataplane.format` (ESDK v2, suite 0x0478,
 framed) and mirror each other. Frames move in batches of about
-`BATCH_BYTES`, through buffers that grow to one batch and are then reused
-(small messages stay small); the IV comes from
-the sequence number; the body AAD is a template rewritten in place; AES-GCM
+`BATCH_BYTES` (`THREAD_BATCHES` times that with threads), through buffers
+that grow to one batch and are then reused (small messages stay small); the
+IV comes from the sequence number; the body AAD is a template rewritten in place; AES-GCM
 runs in place or straight between the caller's memory and ours
 (`encrypt_into` / `decrypt_into`), so a frame costs no allocation. Errors are
 sticky: after a failure every later call raises the same error.
@@ -68,6 +68,7 @@ from .format import (
 
 __all__ = [
     "BATCH_BYTES",
+    "THREAD_BATCHES",
     "BufferSource",
     "MessageReader",
     "MessageSink",
@@ -81,6 +82,11 @@ BATCH_BYTES = 1 << 20
 """Frames are sealed, opened, written and fetched in batches of about this many bytes
 (at least one frame): per-call overheads (Python, the sink, the source, a hand-off to
 a worker thread) then vanish next to AES-GCM, and memory stays flat."""
+
+THREAD_BATCHES = 4
+"""With ``threads >= 2`` a batch holds this many times `BATCH_BYTES` of plaintext (4 MiB,
+at least one frame), and each task seals or opens a contiguous run of up to one batch:
+a hand-off to a worker costs tens of microseconds, so runs must be long to pay off."""
 
 SLOT_MIN_BYTES = 4096
 
@@ -169,8 +175,16 @@ def _check_threads(threads: int) -> int:
     return threads
 
 
-def _frames_per_batch(frame_length: int) -> int:
+def _frames_per_batch(frame_length: int, threads: int) -> int:
+    if threads > 1:
+        return max(1, THREAD_BATCHES * BATCH_BYTES // frame_length)
     return max(1, BATCH_BYTES // (frame_length + REGULAR_FRAME_OVERHEAD))
+
+
+def _split(count: int, parts: int) -> list[tuple[int, int]]:
+    """(start, count) of at most `parts` contiguous, nearly equal runs covering `count` items."""
+    share = -(-count // parts)
+    return [(start, min(share, count - start)) for start in range(0, count, share)]
 
 
 def _wipe(view: memoryview) -> None:
@@ -252,9 +266,11 @@ class MessageWriter(io.BufferedIOBase):
     `with` block, any failure, or garbage-collecting an unclosed writer abort
     the sink instead, so nothing partial is ever visible.
 
-    With ``threads >= 2`` batches are sealed by a thread pool in a ring of
-    ``threads + 1`` preallocated buffers and written out in order; memory
-    stays at about ``(threads + 1) * max(frame_length, BATCH_BYTES)``.
+    With ``threads >= 2`` batches grow to ``THREAD_BATCHES`` times that. Buffered
+    batches are sealed by a thread pool in a ring of ``threads + 1`` buffers
+    and written out in order; whole frames in the caller's buffer are split
+    into one run per thread, the calling thread sealing the first itself.
+    Memory stays at about ``(threads + 1) * max(frame_length, 4 MiB)``.
     """
 
     def __init__(
@@ -295,7 +311,8 @@ class MessageWriter(io.BufferedIOBase):
             )
             self._header = header
             self._frame_length = frame_length
-            self._batch = _frames_per_batch(frame_length)
+            self._threads = threads
+            self._batch = _frames_per_batch(frame_length, threads)
             slots = 1 if threads == 1 else threads + 1
             self._slots = [_SealSlot(derived_key, header.message_id, frame_length, self._batch) for _ in range(slots)]
             if threads > 1:
@@ -424,6 +441,7 @@ class MessageWriter(io.BufferedIOBase):
     def __del__(self) -> None:
         # io.IOBase would close() -- i.e. commit -- an abandoned writer. Abort it instead.
         with contextlib.suppress(Exception):  # nothing useful can be done in a finalizer
+            _release_pool_in_finalizer(self)
             if not self.closed:
                 self.abort()
 
@@ -443,15 +461,13 @@ class MessageWriter(io.BufferedIOBase):
         with memoryview(data) as raw, raw.cast("B") as view:
             n = len(view)
             i = 0
-            direct = False
             while i < n:
                 if self._fill == 0 and n - i >= frame_length:
                     # Whole frames in the caller's buffer: encrypt from there, no copy.
                     if self._frames:
                         self._submit(None, self._frames)
-                    count = min((n - i) // frame_length, batch)
-                    self._submit(view[i : i + count * frame_length], count)
-                    direct = True
+                    count = (n - i) // frame_length
+                    self._seal_direct(view[i : i + count * frame_length], count)
                     i += count * frame_length
                     continue
                 slot = self._slots[self._current]
@@ -466,8 +482,6 @@ class MessageWriter(io.BufferedIOBase):
                     self._frames += 1
                     if self._frames == batch:
                         self._submit(None, batch)
-            if direct:
-                self._drain(0)  # workers must be done with the caller's buffer before we return
         return n
 
     def _take_sequence_numbers(self, count: int, *, final: bool = False) -> int:
@@ -492,6 +506,32 @@ class MessageWriter(io.BufferedIOBase):
         self._current = (self._current + 1) % len(self._slots)
         while self._slots[self._current].future is not None:
             self._drain(len(self._pending) - 1)
+
+    def _seal_direct(self, plaintext: memoryview, count: int) -> None:
+        """Seal `count` whole frames straight from the caller's `plaintext` and write them in order.
+
+        Up to `threads` batches at a time, one contiguous run per thread, the
+        calling thread sealing the first; every run is written before this
+        returns, so nothing references `plaintext` afterwards.
+        """
+        self._drain(0)
+        frame_length, pool, slots = self._frame_length, self._pool, self._slots
+        step = self._threads * self._batch
+        for offset in range(0, count, step):
+            n = min(step, count - offset)
+            first = self._take_sequence_numbers(n)
+            chunk = plaintext[offset * frame_length : (offset + n) * frame_length]
+            runs = [
+                (first + start, size, chunk[start * frame_length : (start + size) * frame_length])
+                for start, size in _split(n, self._threads)
+            ]
+            futures: list[Future[memoryview]] = []
+            for slot, run in zip(slots[1:], runs[1:], strict=False):
+                assert pool is not None, "runs are split only with threads >= 2"
+                futures.append(pool.submit(slot.seal, *run))
+            self._sink.write(slots[0].seal(*runs[0]))
+            for future in futures:
+                self._sink.write(future.result())
 
     def _sink_write_in_order(self, frames: memoryview) -> None:
         self._drain(0)
@@ -527,6 +567,18 @@ class MessageWriter(io.BufferedIOBase):
             self._frames = self._fill = 0
 
 
+def _release_pool_in_finalizer(stream: MessageWriter | MessageReader) -> None:
+    """Stop a stream's thread pool without waiting for its threads.
+
+    A finalizer can run on any thread -- even inside a new thread's start-up
+    while another thread waits for that start -- so joining threads there can
+    deadlock. An explicit close() still waits for the pool as usual.
+    """
+    pool, stream._pool = stream._pool, None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _abort_quietly(sink: MessageSink) -> None:
     with contextlib.suppress(Exception):  # the original error is the one to report
         sink.abort()
@@ -543,7 +595,7 @@ class _Aborted(ValueError):
 class _OpenSlot:
     """What opening a batch of frames needs: a ciphertext buffer, a cipher, the AAD templates."""
 
-    __slots__ = ("aad", "aead", "buffer", "final_aad", "frame_length", "future")
+    __slots__ = ("aad", "aead", "buffer", "final_aad", "frame_length")
 
     def __init__(self, derived_key: bytes, message_id: bytes, frame_length: int, framed: bool) -> None:
         self.frame_length = frame_length
@@ -551,7 +603,6 @@ class _OpenSlot:
         self.aad = BodyAad(message_id, FRAME_AAD_LABEL if framed else SINGLE_BLOCK_AAD_LABEL)
         self.final_aad = BodyAad(message_id, FINAL_FRAME_AAD_LABEL)
         self.buffer = memoryview(bytearray(0))  # grown on demand, up to one batch or the final frame
-        self.future: Future[None] | None = None
 
 
 def _open_into(aead: AESGCM, iv: memoryview, body: memoryview, aad: bytearray, out: memoryview) -> None:
@@ -606,9 +657,11 @@ class MessageReader(io.BufferedIOBase):
     `readinto` with a buffer covering whole frames decrypts straight into
     it; `read` decrypts straight into the `bytes` it returns (on CPython).
     The reader owns `source` and closes it on `close()` (or when
-    construction fails). It is not safe to share between threads; with
-    ``threads >= 2`` a read covering several batches of frames decrypts them
-    in parallel.
+    construction fails). It is not safe to share between threads. With
+    ``threads >= 2`` batches grow to ``THREAD_BATCHES`` times ``BATCH_BYTES``,
+    and a read of whole frames is split into one run per thread, the calling
+    thread opening the first; sources without ``view_at`` then cost about
+    ``threads * max(frame_length, 4 MiB)`` of ciphertext buffers.
     """
 
     def __init__(
@@ -649,7 +702,7 @@ class MessageReader(io.BufferedIOBase):
         self._layout = layout
         self._derived_key = derived_key
         self._view_at: Callable[[int, int], memoryview] | None = getattr(source, "view_at", None)
-        self._batch = _frames_per_batch(layout.frame_length)
+        self._batch = _frames_per_batch(layout.frame_length, self._threads)
         self._slot = self._new_slot()
         self._slots: list[_OpenSlot] = []
         self._final_verified = False
@@ -747,6 +800,11 @@ class MessageReader(io.BufferedIOBase):
         finally:
             super().close()
 
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            _release_pool_in_finalizer(self)
+        super().__del__()
+
     def __reduce__(self) -> NoReturn:
         raise TypeError("MessageReader cannot be pickled")
 
@@ -821,12 +879,10 @@ class MessageReader(io.BufferedIOBase):
             done += n
         return view
 
-    def _open_regular(self, first: int, count: int, out: memoryview, slot: _OpenSlot) -> None:
-        """Fetch and open regular frames first .. first+count-1 (one batch at most) into `out`."""
+    def _fetch_regular(self, first: int, count: int, slot: _OpenSlot) -> memoryview:
+        """The bytes of regular frames first .. first+count-1 (one batch at most)."""
         layout = self._layout
-        stride = layout.frame_length + REGULAR_FRAME_OVERHEAD
-        data = self._fetch(layout.frame_offset(first), count * stride, slot)
-        _open_frames(slot, first + 1, count, data, out)
+        return self._fetch(layout.frame_offset(first), count * (layout.frame_length + REGULAR_FRAME_OVERHEAD), slot)
 
     def _open_final(self, out: memoryview) -> None:
         """Fetch, check and open the final frame (or the non-framed block) into `out`."""
@@ -859,7 +915,7 @@ class MessageReader(io.BufferedIOBase):
         if index == self._layout.final_index:
             self._open_final(self._plaintext[:length])
         else:
-            self._open_regular(index, 1, self._plaintext[:length], self._slot)
+            _open_frames(self._slot, index + 1, 1, self._fetch_regular(index, 1, self._slot), self._plaintext[:length])
         self._cached = index
 
     def _ensure_final(self) -> None:
@@ -894,55 +950,53 @@ class MessageReader(io.BufferedIOBase):
         if first == layout.final_index:
             self._open_final(out[: layout.final_length])
             return layout.final_length
-        frame_length, batch = layout.frame_length, self._batch
+        frame_length = layout.frame_length
         count = min(len(out) // frame_length, layout.final_index - first)
-        if self._threads > 1 and count > batch:
-            return self._open_parallel(first, count, out)
-        for start in range(0, count, batch):
-            n = min(batch, count - start)
-            region = out[start * frame_length : (start + n) * frame_length]
-            self._open_regular(first + start, n, region, self._slot)
+        step = self._threads * self._batch
+        for offset in range(0, count, step):
+            n = min(step, count - offset)
+            self._open_split(first + offset, n, out[offset * frame_length : (offset + n) * frame_length])
         return count * frame_length
 
-    def _open_parallel(self, first: int, count: int, out: memoryview) -> int:
-        """`_open_run` on a thread pool, one batch per task; every worker joined before returning."""
-        frame_length, batch = self._layout.frame_length, self._batch
-        stride = frame_length + REGULAR_FRAME_OVERHEAD
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="envelope-open")
-            self._slots = [self._new_slot() for _ in range(self._threads + 1)]
-        pool, slots = self._pool, self._slots
-        submitted: list[tuple[int, Future[None]]] = []
-        failed_at: int | None = None
+    def _open_split(self, first: int, count: int, out: memoryview) -> None:
+        """Open frames first .. first+count-1 into `out`, one contiguous run per thread.
+
+        The calling thread opens the first run. Sources are read from this
+        thread only, in order; workers just decrypt. Workers write into the
+        caller's buffer, so every one is joined before this returns; on a
+        failure everything after the earliest failing run is wiped too (a bad
+        frame wipes itself).
+        """
+        frame_length = self._layout.frame_length
+        runs = _split(count, self._threads)
+        if len(runs) > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads - 1, thread_name_prefix="envelope-open")
+            self._slots = [self._new_slot() for _ in range(self._threads - 1)]
+        pool, slots = self._pool, [self._slot, *self._slots]
+        futures: list[Future[None]] = []
         error: BaseException | None = None
-        start = 0
+        failed = k = 0
         try:
-            for k, start in enumerate(range(0, count, batch)):
-                slot = slots[k % len(slots)]
-                if slot.future is not None:
-                    slot.future.result()  # its previous batch must be done with the slot's buffer
-                n = min(batch, count - start)
-                region = out[start * frame_length : (start + n) * frame_length]
-                # Sources are read from this thread only; workers just decrypt.
-                data = self._fetch(self._layout.frame_offset(first + start), n * stride, slot)
-                slot.future = pool.submit(_open_frames, slot, first + start + 1, n, data, region)
-                submitted.append((start, slot.future))
+            data = self._fetch_regular(first, runs[0][1], self._slot)
+            for k, (start, size) in enumerate(runs[1:], 1):
+                assert pool is not None, "runs are split only with threads >= 2"
+                other = self._fetch_regular(first + start, size, slots[k])
+                region = out[start * frame_length : (start + size) * frame_length]
+                futures.append(pool.submit(_open_frames, slots[k], first + start + 1, size, other, region))
+            k = 0
+            _open_frames(self._slot, first + 1, runs[0][1], data, out[: runs[0][1] * frame_length])
         except BaseException as exc:  # noqa: BLE001 - re-raised below, after the workers are joined
-            failed_at, error = start, exc
-        # Workers write into the caller's buffer: every one must finish before we return.
-        for batch_start, future in submitted:
+            error, failed = exc, k
+        for k, future in enumerate(futures, 1):
             try:
                 future.result()
             except BaseException as exc:  # noqa: BLE001 - re-raised below
-                if failed_at is None or batch_start < failed_at:
-                    failed_at, error = batch_start, exc
-        for slot in slots:
-            slot.future = None
+                if error is None or k < failed:
+                    error, failed = exc, k
         if error is not None:
-            assert failed_at is not None, "an error always records where it happened"
-            _wipe(out[failed_at * frame_length : count * frame_length])
+            start, size = runs[failed]
+            _wipe(out[(start + size) * frame_length :])
             raise error
-        return count * frame_length
 
 
 def _authenticated_only_context(header: MessageHeader, required: Mapping[str, str] | None) -> bytes:

@@ -26,7 +26,7 @@ from dataplane import DataKeyCache, DataPlane
 from envelope import errors
 from envelope.kms import AwsKms, RetryPolicy
 from tests.conftest import REGION
-from tests.support.faults import KmsFaults
+from tests.support.faults import NON_RETRYABLE_KMS_ERRORS, KmsFaults
 from tests.test_tamper import MemStore
 
 TRANSIENT = [
@@ -36,16 +36,7 @@ TRANSIENT = [
     ("KMSInternalException", 400),  # the status the seed lists; real KMS answers 500
     ("ThrottlingException", 400),
 ]
-PERMANENT = [
-    ("DisabledException", errors.DisabledError),
-    ("InvalidGrantTokenException", errors.InvalidGrantTokenError),
-    ("InvalidKeyUsageException", errors.InvalidKeyUsageError),
-    ("KMSInvalidStateException", errors.KMSInvalidStateError),
-    ("NotFoundException", errors.NotFoundError),
-    ("InvalidCiphertextException", errors.InvalidCiphertextError),
-    ("IncorrectKeyException", errors.IncorrectKeyError),
-    ("AccessDeniedException", errors.AccessDeniedError),
-]
+PERMANENT = NON_RETRYABLE_KMS_ERRORS
 DECRYPT_ONLY = {"InvalidCiphertextException", "IncorrectKeyException"}
 
 

@@ -11,7 +11,7 @@ from botocore.config import Config
 from envelope import errors
 from envelope.kms import AwsKms, RetryPolicy
 from tests.conftest import REGION
-from tests.support.faults import KmsFaults
+from tests.support.faults import NON_RETRYABLE_KMS_ERRORS, KmsFaults
 
 RETRYABLE = [
     ("DependencyTimeoutException", 500, errors.DependencyTimeoutError),
@@ -20,16 +20,7 @@ RETRYABLE = [
     ("KMSInternalException", 400, errors.KMSInternalError),  # as the seed lists it
     ("ThrottlingException", 400, errors.ThrottlingError),
 ]
-NON_RETRYABLE = [
-    ("DisabledException", errors.DisabledError),
-    ("InvalidGrantTokenException", errors.InvalidGrantTokenError),
-    ("InvalidKeyUsageException", errors.InvalidKeyUsageError),
-    ("KMSInvalidStateException", errors.KMSInvalidStateError),
-    ("NotFoundException", errors.NotFoundError),
-    ("InvalidCiphertextException", errors.InvalidCiphertextError),
-    ("IncorrectKeyException", errors.IncorrectKeyError),
-    ("AccessDeniedException", errors.AccessDeniedError),
-]
+NON_RETRYABLE = NON_RETRYABLE_KMS_ERRORS
 
 
 class FakeClock:

@@ -15,6 +15,8 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
+from envelope import errors
+
 # HTTP status per KMS error code: the seed's statuses, with KMSInternalException
 # at 500 as real KMS answers (tests also inject the seed's 400).
 KMS_HTTP_STATUS = {
@@ -31,6 +33,18 @@ KMS_HTTP_STATUS = {
     "AccessDeniedException": 400,
     "ThrottlingException": 400,
 }
+
+# Every KMS error code that must fail at once (exactly one attempt), with its typed exception.
+NON_RETRYABLE_KMS_ERRORS: list[tuple[str, type[errors.KmsError]]] = [
+    ("DisabledException", errors.DisabledError),
+    ("InvalidGrantTokenException", errors.InvalidGrantTokenError),
+    ("InvalidKeyUsageException", errors.InvalidKeyUsageError),
+    ("KMSInvalidStateException", errors.KMSInvalidStateError),
+    ("NotFoundException", errors.NotFoundError),
+    ("InvalidCiphertextException", errors.InvalidCiphertextError),
+    ("IncorrectKeyException", errors.IncorrectKeyError),
+    ("AccessDeniedException", errors.AccessDeniedError),
+]
 
 
 class _Raw:

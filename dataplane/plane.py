@@ -217,15 +217,12 @@ class DataPlane:
 
     # -- used by containers --
 
-    def _decrypt_cached(self, edk: HeaderDataKey, context: Mapping[str, str]) -> DataKey:
-        cache_key: Hashable = (
-            self._kms,
-            edk.provider,
-            edk.key_id,
-            edk.ciphertext,
-            tuple(sorted(context.items())),
-        )
+    def _cache_key(self, edk: HeaderDataKey, context: Mapping[str, str]) -> Hashable:
+        # The KMS object is part of the key: a key cached for one set of credentials is never
+        # served to a plane whose KMS would not have authorized it.
+        return (self._kms, edk.provider, edk.key_id, edk.ciphertext, tuple(sorted(context.items())))
 
+    def _decrypt_cached(self, edk: HeaderDataKey, context: Mapping[str, str]) -> DataKey:
         def load() -> DataKey:
             key = self._kms.decrypt(
                 edk.ciphertext,
@@ -238,11 +235,10 @@ class DataPlane:
                 raise AuthenticationError
             return key
 
-        return self.cache.get(cache_key, load)
+        return self.cache.get(self._cache_key(edk, context), load)
 
     def _record(self, edk: HeaderDataKey, context: Mapping[str, str], nbytes: int) -> None:
-        cache_key = (self._kms, edk.provider, edk.key_id, edk.ciphertext, tuple(sorted(context.items())))
-        self.cache.record_encryption(cache_key, nbytes)
+        self.cache.record_encryption(self._cache_key(edk, context), nbytes)
 
 
 class Container:

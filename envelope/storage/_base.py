@@ -14,7 +14,7 @@ Errors are typed (envelope.errors): `ValidationError` for bad arguments
 `StorageError` for every other backend failure, with the cause chained.
 Stores and readers may be shared between threads; writers may not.
 
-This module defines shapes (and one buffer helper) only; it must never do I/O.
+This module defines shapes (and two small helpers) only; it must never do I/O.
 """
 
 from __future__ import annotations
@@ -22,11 +22,54 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from envelope.errors import ValidationError
+from envelope.errors import StorageError, ValidationError
 
 BytesLike = bytes | bytearray | memoryview
 
-__all__ = ["BytesLike", "ObjectWriter", "RandomAccessReader", "Store", "as_byte_view"]
+__all__ = [
+    "ABORTED",
+    "COMMITTED",
+    "FAILED",
+    "OPEN",
+    "BytesLike",
+    "ObjectWriter",
+    "RandomAccessReader",
+    "Store",
+    "StickyWriterState",
+    "as_byte_view",
+]
+
+OPEN, COMMITTED, ABORTED, FAILED = "open", "committed", "aborted", "failed"
+
+
+class StickyWriterState:
+    """The life cycle both stores' writers share: open, then committed, aborted or failed.
+
+    Errors are sticky: once `_record_failure` ran, every later `_check_open`
+    raises that same error; any other finished state refuses further use.
+    """
+
+    _name: str
+    _state: str
+    _error: BaseException | None
+
+    def _start(self, name: str) -> None:
+        self._name = name
+        self._state = OPEN
+        self._error = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, state={self._state})"
+
+    def _check_open(self) -> None:
+        if self._state == FAILED and self._error is not None:
+            raise self._error
+        if self._state != OPEN:
+            raise StorageError(f"writer for {self._name!r} is already {self._state}")
+
+    def _record_failure(self, error: BaseException) -> None:
+        self._state = FAILED
+        self._error = error
 
 
 def as_byte_view(data: BytesLike) -> memoryview:

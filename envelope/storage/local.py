@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Final
 
 from envelope.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
-from envelope.storage._base import BytesLike, as_byte_view
+from envelope.storage._base import (
+    ABORTED,
+    COMMITTED,
+    OPEN,
+    BytesLike,
+    StickyWriterState,
+    as_byte_view,
+)
 from envelope.storage.names import is_valid_name, validate_directory_prefix, validate_name, validate_prefix
 
 __all__ = ["LocalObjectWriter", "LocalReader", "LocalStore", "check_encodable_path"]
@@ -539,10 +546,7 @@ def _open_listed_dir(parent_fd: int, entry: str) -> int | None:
         raise StorageError("cannot open a store directory") from e
 
 
-_OPEN, _COMMITTED, _ABORTED, _FAILED = "open", "committed", "aborted", "failed"
-
-
-class LocalObjectWriter:
+class LocalObjectWriter(StickyWriterState):
     """Streams into a locked temp file; `commit` fsyncs and publishes it under the name.
 
     Not thread-safe. Errors are sticky: after a failed write or commit every
@@ -550,27 +554,15 @@ class LocalObjectWriter:
     """
 
     def __init__(self, name: str, dir_fd: int, fd: int, temp: str, leaf: str, *, overwrite: bool) -> None:
-        self._name = name
+        self._start(name)
         self._dir_fd = dir_fd
         self._fd = fd
         self._temp = temp
         self._leaf = leaf
         self._overwrite = overwrite
-        self._state = _OPEN
-        self._error: BaseException | None = None
-
-    def __repr__(self) -> str:
-        return f"LocalObjectWriter({self._name!r}, state={self._state})"
-
-    def _check_open(self) -> None:
-        if self._state == _FAILED and self._error is not None:
-            raise self._error
-        if self._state != _OPEN:
-            raise StorageError(f"writer for {self._name!r} is already {self._state}")
 
     def _fail(self, error: BaseException) -> BaseException:
-        self._state = _FAILED
-        self._error = error
+        self._record_failure(error)
         self._discard()
         return error
 
@@ -587,13 +579,13 @@ class LocalObjectWriter:
         return total
 
     def commit(self) -> None:
-        if self._state == _COMMITTED:
+        if self._state == COMMITTED:
             return
         self._check_open()
         try:
             self._publish()
         except StorageError as e:
-            if self._state == _COMMITTED:
+            if self._state == COMMITTED:
                 # Published but not known durable: report it and keep the object (it is complete).
                 self._close_fds()
                 raise
@@ -621,7 +613,7 @@ class LocalObjectWriter:
                 raise ObjectExistsError(f"an object named {self._name!r} already exists") from None
             except OSError as e:
                 raise StorageError(f"cannot publish {self._name!r}") from e
-        self._state = _COMMITTED
+        self._state = COMMITTED
         try:
             if not self._overwrite:
                 os.unlink(self._temp, dir_fd=self._dir_fd)
@@ -642,8 +634,8 @@ class LocalObjectWriter:
             raise StorageError(f"{self._name!r} is not a regular file")
 
     def abort(self) -> None:
-        if self._state == _OPEN:
-            self._state = _ABORTED
+        if self._state == OPEN:
+            self._state = ABORTED
         self._discard()
 
     def _discard(self) -> None:
@@ -665,7 +657,7 @@ class LocalObjectWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._state != _OPEN:
+        if self._state != OPEN:
             return
         if exc and exc[0] is not None:
             self.abort()
@@ -674,7 +666,7 @@ class LocalObjectWriter:
 
     def __del__(self) -> None:
         # An abandoned writer must not leave a locked temp file behind for the life of the process.
-        if getattr(self, "_fd", -1) >= 0 and getattr(self, "_state", None) != _COMMITTED:
+        if getattr(self, "_fd", -1) >= 0 and getattr(self, "_state", None) != COMMITTED:
             self._discard()
 
 

@@ -34,7 +34,14 @@ from typing import IO, TYPE_CHECKING, Any, Final, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from envelope.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
-from envelope.storage._base import BytesLike, as_byte_view
+from envelope.storage._base import (
+    ABORTED,
+    COMMITTED,
+    OPEN,
+    BytesLike,
+    StickyWriterState,
+    as_byte_view,
+)
 from envelope.storage.names import (
     MAX_NAME_BYTES,
     is_valid_name,
@@ -382,9 +389,6 @@ class S3Store:
             kwargs["ContinuationToken"] = token
 
 
-_OPEN, _COMMITTED, _ABORTED, _FAILED = "open", "committed", "aborted", "failed"
-
-
 def _send_part(
     client: S3Client, *, bucket: str, key: str, name: str, upload_id: str, number: int, body: memoryview
 ) -> CompletedPartTypeDef:
@@ -404,7 +408,7 @@ def _send_part(
     return part
 
 
-class S3ObjectWriter:
+class S3ObjectWriter(StickyWriterState):
     """Fills part buffers; uploads full ones, up to `upload_concurrency` at once; publishes on commit.
 
     Memory: at most `upload_concurrency + 1` part buffers (one when
@@ -433,7 +437,7 @@ class S3ObjectWriter:
         self._store = store
         self._client = store._client
         self._bucket = store._bucket
-        self._name = name
+        self._start(name)
         self._key = key
         self._overwrite = overwrite
         self._part_size = store._part_size
@@ -447,17 +451,6 @@ class S3ObjectWriter:
         self._parts: list[CompletedPartTypeDef] = []  # finished parts, in completion order
         self._pending: list[tuple[concurrent.futures.Future[CompletedPartTypeDef], memoryview]] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._state = _OPEN
-        self._error: BaseException | None = None
-
-    def __repr__(self) -> str:
-        return f"S3ObjectWriter({self._name!r}, state={self._state})"
-
-    def _check_open(self) -> None:
-        if self._state == _FAILED and self._error is not None:
-            raise self._error
-        if self._state != _OPEN:
-            raise StorageError(f"writer for {self._name!r} is already {self._state}")
 
     def write(self, data: BytesLike, /) -> int:
         self._check_open()
@@ -533,7 +526,7 @@ class S3ObjectWriter:
             self._free.append(buffer)
 
     def commit(self) -> None:
-        if self._state == _COMMITTED:
+        if self._state == COMMITTED:
             return
         self._check_open()
         try:
@@ -548,7 +541,7 @@ class S3ObjectWriter:
         except BaseException as e:
             self._fail(e)
             raise
-        self._state = _COMMITTED
+        self._state = COMMITTED
         self._release()
 
     def _complete(self) -> None:
@@ -567,13 +560,12 @@ class S3ObjectWriter:
         self._upload_id = None  # completed: nothing left to abort
 
     def abort(self) -> None:
-        if self._state == _OPEN:
-            self._state = _ABORTED
+        if self._state == OPEN:
+            self._state = ABORTED
         self._abort_upload()
 
     def _fail(self, error: BaseException) -> None:
-        self._state = _FAILED
-        self._error = error
+        self._record_failure(error)
         self._abort_upload()
 
     def _abort_upload(self) -> None:
@@ -600,7 +592,7 @@ class S3ObjectWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._state != _OPEN:
+        if self._state != OPEN:
             return
         if exc and exc[0] is not None:
             self.abort()

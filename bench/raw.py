@@ -8,10 +8,13 @@ no frame prefixes, no file-like object.
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -71,26 +74,28 @@ def decrypt_memory(aead: AESGCM, ciphertext: memoryview, plaintext_size: int, ch
     return time.perf_counter() - start
 
 
-def encrypt_file(source_path: str, target_path: str, chunk: int, *, durable: bool = True) -> float:
-    """File to file with the same I/O pattern as a LocalStore writer: temp file, fsync, rename."""
-    aead = _cipher()
+def _encrypt_chunks(aead: AESGCM, src: io.RawIOBase, write: Callable[[memoryview], object], chunk: int) -> None:
+    """The raw baseline's loop: readinto a reused buffer, encrypt_into a reused buffer, write."""
     inbuf = memoryview(bytearray(chunk))
     out = memoryview(bytearray(chunk + TAG))
     nonce = bytearray(12)
+    seq = 0
+    while n := src.readinto(inbuf):
+        seq += 1
+        _IV.pack_into(nonce, 0, seq)
+        aead.encrypt_into(nonce, inbuf[:n], AAD, out[: n + TAG])
+        write(out[: n + TAG])
+
+
+def encrypt_file(source_path: str, target_path: str, chunk: int, *, durable: bool = True) -> float:
+    """File to file with the same I/O pattern as a LocalStore writer: temp file, fsync, rename."""
+    aead = _cipher()
     temp = target_path + ".tmp"
     start = time.perf_counter()
     with open(source_path, "rb", buffering=0) as src:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            seq = 0
-            while True:
-                n = src.readinto(inbuf)
-                if not n:
-                    break
-                seq += 1
-                _IV.pack_into(nonce, 0, seq)
-                aead.encrypt_into(nonce, inbuf[:n], AAD, out[: n + TAG])
-                os.write(fd, out[: n + TAG])
+            _encrypt_chunks(aead, src, functools.partial(os.write, fd), chunk)
             if durable:
                 os.fsync(fd)
         finally:
@@ -102,15 +107,7 @@ def encrypt_file(source_path: str, target_path: str, chunk: int, *, durable: boo
 def prepare_file_ciphertext(source_path: str, target_path: str, chunk: int) -> AESGCM:
     aead = _cipher()
     with open(source_path, "rb", buffering=0) as src, open(target_path, "wb", buffering=0) as dst:
-        inbuf = memoryview(bytearray(chunk))
-        out = memoryview(bytearray(chunk + TAG))
-        nonce = bytearray(12)
-        seq = 0
-        while n := src.readinto(inbuf):
-            seq += 1
-            _IV.pack_into(nonce, 0, seq)
-            aead.encrypt_into(nonce, inbuf[:n], AAD, out[: n + TAG])
-            dst.write(out[: n + TAG])
+        _encrypt_chunks(aead, src, dst.write, chunk)
     return aead
 
 

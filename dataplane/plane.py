@@ -31,7 +31,7 @@ import attrs
 from dataplane.binding import derive_binding_key, new_message_id, verify_message_id
 from dataplane.cache import CacheStats, DataKeyCache
 from dataplane.format import DATA_KEY_LENGTH, DEFAULT_FRAME_LENGTH, EncryptedDataKey, Limits, MessageHeader, read_header
-from dataplane.stream import MessageReader, MessageWriter
+from dataplane.stream import MessageReader, MessageWriter, check_frame_length, check_threads
 from envelope.containers import read_container_header
 from envelope.datakey import DataKey, DataKeyDecryptor
 from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
@@ -51,29 +51,11 @@ LocationLike = Store | str | os.PathLike[str]
 # recognises; local-keystore containers get their own id so no SDK mistakes
 # them for KMS keys (the interop promise is for AWS KMS containers).
 _MESSAGE_PROVIDER = {"aws-kms": "aws-kms", "local": "envelope-local"}
-MAX_THREADS = 64
 
 
 def message_provider_id(header_provider: str) -> str:
     """The EDK provider id written into messages for a container-header provider."""
     return _MESSAGE_PROVIDER[header_provider]
-
-
-def _check_frame_length(frame_length: object) -> int:
-    if (
-        isinstance(frame_length, bool)
-        or not isinstance(frame_length, int)
-        or frame_length % 16
-        or not 16 <= frame_length <= 2**31 - 16
-    ):
-        raise ValidationError("frame_length must be a multiple of 16 between 16 and 2^31-16 bytes")
-    return frame_length
-
-
-def _check_threads(threads: object) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
-        raise ValidationError(f"threads must be an integer in 1..{MAX_THREADS}")
-    return threads
 
 
 def _check_bool(value: object, what: str) -> bool:
@@ -163,8 +145,8 @@ class DataPlane:
             raise ValidationError("kms must provide decrypt() (an AwsKms or LocalKms)")
         self._kms = kms
         self._s3 = s3_client
-        self.frame_length = _check_frame_length(frame_length)
-        self.threads = _check_threads(threads)
+        self.frame_length = check_frame_length(frame_length)
+        self.threads = check_threads(threads)
         self.cache = cache if cache is not None else DataKeyCache()
         if not isinstance(self.cache, DataKeyCache):
             raise ValidationError("cache must be a DataKeyCache")
@@ -305,8 +287,8 @@ class Container:
         self._check_open()
         validate_name(name)
         _check_bool(overwrite, "overwrite")
-        frame_length = self._plane.frame_length if frame_length is None else _check_frame_length(frame_length)
-        threads = self._plane.threads if threads is None else _check_threads(threads)
+        frame_length = self._plane.frame_length if frame_length is None else check_frame_length(frame_length)
+        threads = self._plane.threads if threads is None else check_threads(threads)
         key = self.data_key()
         message_id = new_message_id(
             derive_binding_key(key.reveal()),
@@ -350,7 +332,7 @@ class Container:
         self._check_open()
         validate_name(name)
         allow = self._plane.allow_unbound if allow_unbound is None else _check_bool(allow_unbound, "allow_unbound")
-        threads = self._plane.threads if threads is None else _check_threads(threads)
+        threads = self._plane.threads if threads is None else check_threads(threads)
         resolved: dict[str, Any] = {}
 
         def resolve_key(header: MessageHeader) -> DataKey:

@@ -169,10 +169,23 @@ def _key_bytes(data_key: bytes | bytearray | DataKey) -> bytes:
     raise ValidationError("data_key must be bytes or a DataKey")
 
 
-def _check_threads(threads: int) -> int:
+def check_threads(threads: object) -> int:
+    """A writer's or reader's thread count: an int in 1..MAX_THREADS (ValidationError otherwise)."""
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
         raise ValidationError(f"threads must be an int in 1..{MAX_THREADS}")
     return threads
+
+
+def check_frame_length(frame_length: object) -> int:
+    """A frame length our writer may use: a multiple of 16 in 16..2^31-1 (ValidationError otherwise)."""
+    if (
+        not isinstance(frame_length, int)
+        or isinstance(frame_length, bool)
+        or frame_length % WRITER_FRAME_ALIGNMENT
+        or not WRITER_FRAME_ALIGNMENT <= frame_length <= MAX_FORMAT_FRAME_LENGTH
+    ):
+        raise ValidationError("frame_length must be a multiple of 16 in 16..2^31-1")
+    return frame_length
 
 
 def _frames_per_batch(frame_length: int, threads: int) -> int:
@@ -295,13 +308,8 @@ class MessageWriter(io.BufferedIOBase):
         self._fill = 0  # plaintext bytes of the partial frame after them
         self._next_sequence = 1
         try:
-            if (
-                not isinstance(frame_length, int)
-                or frame_length % WRITER_FRAME_ALIGNMENT
-                or not WRITER_FRAME_ALIGNMENT <= frame_length <= MAX_FORMAT_FRAME_LENGTH
-            ):
-                raise ValidationError("frame_length must be a multiple of 16 in 16..2^31-1")
-            threads = _check_threads(threads)
+            frame_length = check_frame_length(frame_length)
+            threads = check_threads(threads)
             header, derived_key = encode_header(
                 data_key=_key_bytes(data_key),
                 message_id=message_id,
@@ -682,7 +690,7 @@ class MessageReader(io.BufferedIOBase):
         self._plaintext = memoryview(bytearray(0))  # verified plaintext of frame self._cached
         self._cached = -1
         try:
-            self._threads = _check_threads(threads)
+            self._threads = check_threads(threads)
             limits = limits or Limits()
             if max_frame_length is not None:
                 limits = attrs.evolve(limits, max_frame_length=max_frame_length)

@@ -17,6 +17,7 @@ __all__ = [
     "DisabledError",
     "EnvelopeError",
     "FormatError",
+    "GenerationInUseError",
     "IncorrectKeyError",
     "InvalidCiphertextError",
     "InvalidGrantTokenError",
@@ -79,6 +80,10 @@ class DataKeyWipedError(EnvelopeError):
     `envelope.datakey.DataKey`), so this reaches callers only when their own
     code wiped a key it had been handed and then used it.
     """
+
+
+class GenerationInUseError(EnvelopeError):
+    """A data-key generation cannot be retired yet: objects or running writers may still use it."""
 
 
 class StorageError(EnvelopeError):

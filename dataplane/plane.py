@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ from dataplane.trust import ExpectedContainer, KeyTrust
 from envelope.containers import read_container_header, read_generation_records
 from envelope.datakey import DataKey, DataKeyDecryptor
 from envelope.errors import (
+    EnvelopeError,
     FormatError,
     GenerationInUseError,
     ObjectNotFoundError,
@@ -52,9 +54,29 @@ from envelope.storage import ObjectWriter, Store, open_store, validate_name, val
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["Container", "DataPlane", "ObjectInfo", "VerifyResult", "message_provider_id"]
+__all__ = ["Container", "DataPlane", "ObjectInfo", "RekeyReport", "VerifyResult", "message_provider_id"]
 
 LocationLike = Store | str | os.PathLike[str]
+
+
+def _writable_frame_length(frame_length: int) -> bool:
+    try:
+        check_frame_length(frame_length)
+    except ValidationError:
+        return False
+    return True
+
+
+def _run_on(executor: Executor, container: Container, names: list[str]) -> list[tuple[str, str, str]]:
+    """Rekey `names` on a caller's executor, each future's failure reported against its name."""
+    futures = {executor.submit(container._rekey_outcome, name): name for name in names}
+    outcomes = []
+    for future, name in futures.items():
+        try:
+            outcomes.append(future.result())
+        except Exception as e:  # noqa: BLE001 (the executor itself failed this item: report it, go on)
+            outcomes.append((name, "failed", f"{type(e).__name__}: {e}"))
+    return outcomes
 
 
 def _check_bool(value: object, what: str) -> bool:
@@ -95,6 +117,32 @@ class ObjectInfo:
     """The header's context and EDKs are exactly those of one of the container's generations."""
     generation: int | None = None
     """That generation (None when the message is not bound to the container)."""
+
+
+@attrs.frozen
+class RekeyReport:
+    """What `Container.rekey_all` did: names rekeyed, already current, and failed (with reasons)."""
+
+    rekeyed: tuple[str, ...] = ()
+    current: tuple[str, ...] = ()
+    failed: Mapping[str, str] = attrs.field(factory=dict)
+    """Object name -> why it failed (the error type and message; nothing secret)."""
+
+    @classmethod
+    def of(cls, outcomes: Iterable[tuple[str, str, str]]) -> RekeyReport:
+        rekeyed, current, failed = [], [], {}
+        for name, outcome, reason in outcomes:
+            if outcome == "rekeyed":
+                rekeyed.append(name)
+            elif outcome == "current":
+                current.append(name)
+            else:
+                failed[name] = reason
+        return cls(tuple(rekeyed), tuple(current), failed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
 
 
 class _AccountingSink:
@@ -349,6 +397,79 @@ class Container:
             counts[generation] = counts.get(generation, 0) + 1
         return dict(sorted(counts.items()))
 
+    def rekey(self, name: str) -> bool:
+        """Re-encrypt object `name` under the newest generation; False if it is already there.
+
+        Streams with bounded memory: every frame is authenticated before it
+        is re-encrypted, and a failure anywhere leaves the object as it was.
+        The new version replaces the old only if the object is still the
+        version that was read (S3: `If-Match` on its ETag; locally the same
+        check under the directory's lock), so a concurrent overwrite is never
+        lost: this raises `ObjectChangedError` instead and writes nothing.
+        Idempotent: a second call returns False.
+        """
+        self._check_open()
+        validate_name(name)
+        newest = self._writing_materials().primary.number
+        source = self._objects.open_reader(name)
+        try:
+            version = source.version
+            header = read_header(source, self._plane.limits)
+            current = self._generation_for(header)
+            if current is not None and current.number >= newest:
+                return False
+            resolution = _Resolution(self, name, allow_unbound=self._plane.allow_unbound)
+            reader = MessageReader(
+                source,
+                resolve_key=resolution.resolve_key,
+                check_message_id=resolution.check_message_id,
+                limits=self._plane.limits,
+                threads=self._plane.threads,
+            )
+        except BaseException:
+            source.close()
+            raise
+        frame_length = header.frame_length if _writable_frame_length(header.frame_length) else self._plane.frame_length
+        with (
+            reader,
+            self._open_writer(
+                name, overwrite=True, frame_length=frame_length, threads=self._plane.threads, if_match=version
+            ) as writer,
+        ):
+            writer.write_from(reader)
+        return True
+
+    def rekey_all(self, prefix: str = "", *, executor: Executor | None = None, workers: int = 4) -> RekeyReport:
+        """Rekey every object under `prefix` to the newest generation; one bad object never stops the sweep.
+
+        Runs on `executor` (any `concurrent.futures.Executor`: threads, a
+        process pool, Dask's `Client.get_executor()`) or, by default, on
+        `workers` threads of this process. Resumable: run it again and what
+        is already current is counted, not rewritten.
+        """
+        self._check_open()
+        if prefix:
+            validate_prefix(prefix)
+        if executor is not None and not isinstance(executor, Executor):
+            raise ValidationError("executor must be a concurrent.futures.Executor")
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+            raise ValidationError("workers must be an int in 1..64")
+        names = list(self.list(prefix))
+        if executor is None:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rekey") as pool:
+                outcomes = list(pool.map(self._rekey_outcome, names))
+        else:
+            outcomes = _run_on(executor, self, names)
+        return RekeyReport.of(outcomes)
+
+    def _rekey_outcome(self, name: str) -> tuple[str, str, str]:
+        try:
+            return (name, "rekeyed" if self.rekey(name) else "current", "")
+        except ObjectNotFoundError:
+            return (name, "current", "")  # deleted meanwhile: nothing left to rekey
+        except EnvelopeError as e:
+            return (name, "failed", f"{type(e).__name__}: {e}")
+
     def retire_generation(self, generation: int) -> None:
         """Delete generation `generation`'s record once no object uses it.
 
@@ -429,8 +550,16 @@ class Container:
         _check_bool(overwrite, "overwrite")
         frame_length = self._plane.frame_length if frame_length is None else check_frame_length(frame_length)
         threads = self._plane.threads if threads is None else check_threads(threads)
+        return self._open_writer(name, overwrite=overwrite, frame_length=frame_length, threads=threads)
+
+    def _open_writer(
+        self, name: str, *, overwrite: bool, frame_length: int, threads: int, if_match: str | None = None
+    ) -> MessageWriter:
         materials = self._writing_materials().for_writing(name)
-        writer = self._objects.open_writer(name, overwrite=overwrite)
+        if if_match is None:
+            writer = self._objects.open_writer(name, overwrite=overwrite)
+        else:
+            writer = self._objects.open_writer(name, overwrite=True, if_match=if_match)
         sink = _AccountingSink(writer, materials.record)
         try:
             return MessageWriter(

@@ -29,6 +29,7 @@ __all__ = [
     "KmsConnectionError",
     "KmsError",
     "NotFoundError",
+    "ObjectChangedError",
     "ObjectExistsError",
     "ObjectNotFoundError",
     "StorageError",
@@ -92,6 +93,10 @@ class StorageError(EnvelopeError):
 
 class ObjectExistsError(StorageError, FileExistsError):
     """A create-only write found the object already there. Nothing was changed."""
+
+
+class ObjectChangedError(StorageError):
+    """A conditional replace found another version of the object (or none): nothing was written."""
 
 
 class ObjectNotFoundError(StorageError, FileNotFoundError):

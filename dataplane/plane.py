@@ -67,9 +67,9 @@ def _writable_frame_length(frame_length: int) -> bool:
     return True
 
 
-def _run_on(executor: Executor, container: Container, names: list[str]) -> list[tuple[str, str, str]]:
+def _run_on(executor: Executor, container: Container, names: list[str], newest: int) -> list[tuple[str, str, str]]:
     """Rekey `names` on a caller's executor, each future's failure reported against its name."""
-    futures = {executor.submit(container._rekey_outcome, name): name for name in names}
+    futures = {executor.submit(container._rekey_outcome, name, newest): name for name in names}
     outcomes = []
     for future, name in futures.items():
         try:
@@ -406,11 +406,14 @@ class Container:
         version that was read (S3: `If-Match` on its ETag; locally the same
         check under the directory's lock), so a concurrent overwrite is never
         lost: this raises `ObjectChangedError` instead and writes nothing.
-        Idempotent: a second call returns False.
+        Idempotent: a second call returns False. Re-reads the generation
+        records first, so it always targets the newest generation there is.
         """
         self._check_open()
         validate_name(name)
-        newest = self._writing_materials().primary.number
+        return self._rekey(name, self._refresh().primary.number)
+
+    def _rekey(self, name: str, newest: int) -> bool:
         source = self._objects.open_reader(name)
         try:
             version = source.version
@@ -455,16 +458,17 @@ class Container:
         if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
             raise ValidationError("workers must be an int in 1..64")
         names = list(self.list(prefix))
+        newest = self._refresh().primary.number  # once: the sweep targets the newest generation there is now
         if executor is None:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rekey") as pool:
-                outcomes = list(pool.map(self._rekey_outcome, names))
+                outcomes = list(pool.map(lambda name: self._rekey_outcome(name, newest), names))
         else:
-            outcomes = _run_on(executor, self, names)
+            outcomes = _run_on(executor, self, names, newest)
         return RekeyReport.of(outcomes)
 
-    def _rekey_outcome(self, name: str) -> tuple[str, str, str]:
+    def _rekey_outcome(self, name: str, newest: int) -> tuple[str, str, str]:
         try:
-            return (name, "rekeyed" if self.rekey(name) else "current", "")
+            return (name, "rekeyed" if self._rekey(name, newest) else "current", "")
         except ObjectNotFoundError:
             return (name, "current", "")  # deleted meanwhile: nothing left to rekey
         except EnvelopeError as e:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -67,16 +67,25 @@ def _writable_frame_length(frame_length: int) -> bool:
     return True
 
 
-def _run_on(executor: Executor, container: Container, names: list[str], newest: int) -> list[tuple[str, str, str]]:
-    """Rekey `names` on a caller's executor, each future's failure reported against its name."""
+def _run_on(
+    executor: Executor,
+    container: Container,
+    names: list[str],
+    newest: int,
+    on_done: Callable[[str, str], None] | None,
+) -> list[tuple[str, str, str]]:
+    """Rekey `names` on an executor, each future's failure reported against its name, in name order."""
     futures = {executor.submit(container._rekey_outcome, name, newest): name for name in names}
-    outcomes = []
-    for future, name in futures.items():
+    outcomes: dict[str, tuple[str, str, str]] = {}
+    for future in as_completed(futures):
+        name = futures[future]
         try:
-            outcomes.append(future.result())
+            outcomes[name] = future.result()
         except Exception as e:  # noqa: BLE001 (the executor itself failed this item: report it, go on)
-            outcomes.append((name, "failed", f"{type(e).__name__}: {e}"))
-    return outcomes
+            outcomes[name] = (name, "failed", f"{type(e).__name__}: {e}")
+        if on_done is not None:
+            on_done(name, outcomes[name][1])
+    return [outcomes[name] for name in names]
 
 
 def _check_bool(value: object, what: str) -> bool:
@@ -442,13 +451,22 @@ class Container:
             writer.write_from(reader)
         return True
 
-    def rekey_all(self, prefix: str = "", *, executor: Executor | None = None, workers: int = 4) -> RekeyReport:
+    def rekey_all(
+        self,
+        prefix: str = "",
+        *,
+        executor: Executor | None = None,
+        workers: int = 4,
+        on_done: Callable[[str, str], None] | None = None,
+    ) -> RekeyReport:
         """Rekey every object under `prefix` to the newest generation; one bad object never stops the sweep.
 
         Runs on `executor` (any `concurrent.futures.Executor`: threads, a
         process pool, Dask's `Client.get_executor()`) or, by default, on
         `workers` threads of this process. Resumable: run it again and what
-        is already current is counted, not rewritten.
+        is already current is counted, not rewritten. `on_done(name, outcome)`
+        is called as each object finishes ("rekeyed", "current" or "failed"),
+        for progress reporting.
         """
         self._check_open()
         if prefix:
@@ -459,12 +477,12 @@ class Container:
             raise ValidationError("workers must be an int in 1..64")
         names = list(self.list(prefix))
         newest = self._refresh().primary.number  # once: the sweep targets the newest generation there is now
+        if on_done is not None and not callable(on_done):
+            raise ValidationError("on_done must be callable")
         if executor is None:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rekey") as pool:
-                outcomes = list(pool.map(lambda name: self._rekey_outcome(name, newest), names))
-        else:
-            outcomes = _run_on(executor, self, names, newest)
-        return RekeyReport.of(outcomes)
+                return RekeyReport.of(_run_on(pool, self, names, newest, on_done))
+        return RekeyReport.of(_run_on(executor, self, names, newest, on_done))
 
     def _rekey_outcome(self, name: str, newest: int) -> tuple[str, str, str]:
         try:

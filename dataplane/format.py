@@ -20,7 +20,7 @@ import hmac
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, NoReturn, Protocol
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -28,12 +28,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA512
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
 
 __all__ = [
     "CONTENT_TYPE_FRAMED",
     "CONTENT_TYPE_NON_FRAMED",
     "DEFAULT_FRAME_LENGTH",
+    "MAX_FRAME_LENGTH",
     "MESSAGE_ID_LENGTH",
     "SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY",
     "SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384",
@@ -42,11 +44,13 @@ __all__ = [
     "EncryptedDataKey",
     "Limits",
     "MessageHeader",
+    "MessageKey",
     "authenticate_header",
     "body_layout",
     "derive_keys",
     "encode_header",
     "frame_iv",
+    "key_holder",
     "parse_encryption_context",
     "read_header",
     "serialize_encryption_context",
@@ -95,6 +99,9 @@ FINAL_FRAME_OVERHEAD = FINAL_FRAME_PREFIX + TAG_LENGTH
 NON_FRAMED_OVERHEAD = NON_FRAMED_PREFIX + TAG_LENGTH
 
 DEFAULT_FRAME_LENGTH = 1 << 20  # what our writer uses: near raw AES-GCM speed (docs/format.md)
+MAX_FRAME_LENGTH = 16 << 20
+"""The largest frame our writer writes, and the default reader's `Limits.max_frame_length`:
+a plane never writes what its own default reader refuses (docs/format.md, section 7)."""
 U16_MAX = 0xFFFF
 
 _U16 = struct.Struct(">H")
@@ -125,7 +132,7 @@ class Limits:
     max_header_size: int = attrs.field(default=1 << 20, validator=_int_in(64, 1 << 30))
     max_encrypted_data_keys: int = attrs.field(default=64, validator=_int_in(1, U16_MAX))
     max_encryption_context_size: int = attrs.field(default=U16_MAX, validator=_int_in(0, U16_MAX))
-    max_frame_length: int = attrs.field(default=16 << 20, validator=_int_in(1, MAX_FORMAT_FRAME_LENGTH))
+    max_frame_length: int = attrs.field(default=MAX_FRAME_LENGTH, validator=_int_in(1, MAX_FORMAT_FRAME_LENGTH))
     max_non_framed_size: int = attrs.field(default=64 << 20, validator=_int_in(0, MAX_NON_FRAMED_CONTENT_LENGTH))
 
 
@@ -270,14 +277,92 @@ class _Cursor:
 
 
 # --- Key derivation and header authentication --------------------------------
+#
+# Raw key bytes (the data key, and every key derived from it) live in exactly
+# two kinds of place: a holder whose repr, str and pickling hide them
+# (`envelope.datakey.DataKey` for the data key, `MessageKey` for the derived
+# body key), and the frame of `_commit_and_derive`, which reveals the data key,
+# raises nothing, and clears its locals before it returns. Every function that
+# accepts raw bytes rebinds that parameter to a holder on its first line. So no
+# frame an exception can propagate through -- header authentication, writer or
+# reader construction, a frame that fails to open -- holds key bytes in its
+# locals, and error trackers that capture traceback locals see only holders and
+# AES-GCM objects (whose repr shows no key). Integrity failures are raised from
+# frames that hold no raw bytes.
+
+
+class MessageKey:
+    """A message's derived (body) key, as a factory of AES-GCM objects; the bytes never leave it."""
+
+    __slots__ = ("__key",)
+
+    def __init__(self, key: bytes) -> None:
+        self.__key = key
+
+    def cipher(self) -> AESGCM:
+        """A new AES-GCM object under this key (one per thread that seals or opens frames)."""
+        return AESGCM(self.__key)
+
+    def __repr__(self) -> str:
+        return "<MessageKey hidden>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("MessageKey cannot be pickled")
+
+
+def key_holder(data_key: object) -> DataKey:
+    """`data_key` as a `DataKey` holder: a DataKey as is, bytes copied into a new one.
+
+    Callers rebind their parameter to the result so that their frame no longer
+    references raw bytes (see the comment above).
+    """
+    if isinstance(data_key, DataKey):
+        return data_key
+    if isinstance(data_key, bytes | bytearray | memoryview):
+        return DataKey(bytes(data_key), key_id="")
+    raise ValidationError("data_key must be bytes or a DataKey")
 
 
 def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=SHA512(), length=32, salt=salt, info=info).derive(ikm)
 
 
+def _commit_and_derive(data_key: DataKey, message_id: bytes) -> tuple[bytes, MessageKey]:
+    """(commitment key, message key) of a 32-byte data key and a 32-byte message id.
+
+    The one frame that holds the revealed data key: its inputs are checked by
+    the callers, so nothing here raises, and the bytes are dropped before it returns.
+    """
+    ikm = data_key.reveal()
+    try:
+        return _hkdf(ikm, message_id, COMMIT_KEY_INFO), MessageKey(_hkdf(ikm, message_id, DERIVE_KEY_INFO))
+    finally:
+        del ikm
+
+
+def _key_if_committed(data_key: DataKey, header: MessageHeader) -> MessageKey | None:
+    """The message key if `data_key` is the key the header commits to, else None (constant-time compare).
+
+    The commitment key computed here belongs to whatever key the caller
+    supplied -- for a wrong key, a secret of that other key -- so it is
+    compared and dropped in this frame, which raises nothing.
+    """
+    commitment, key = _commit_and_derive(data_key, header.message_id)
+    try:
+        return key if hmac.compare_digest(commitment, header.commitment_key) else None
+    finally:
+        del commitment
+
+
 def derive_keys(data_key: bytes, message_id: bytes) -> DerivedKeys:
-    """The suite's derivations: HKDF-SHA512 with the message id as salt."""
+    """The suite's derivations as raw bytes: HKDF-SHA512 with the message id as salt.
+
+    For tests and step-by-step checks of an implementation; the reader and
+    writer go through `authenticate_header` / `encode_header`, which never
+    hand raw derived bytes to their callers.
+    """
     if len(data_key) != DATA_KEY_LENGTH:
         raise ValidationError("suite 0x0478 needs a 32-byte data key")
     if len(message_id) != MESSAGE_ID_LENGTH:
@@ -288,39 +373,72 @@ def derive_keys(data_key: bytes, message_id: bytes) -> DerivedKeys:
     )
 
 
-def authenticate_header(header: MessageHeader, data_key: bytes, *, extra_aad: bytes = b"") -> bytes:
-    """Check key commitment, then the header tag; return the derived (body) key.
+def authenticate_header(header: MessageHeader, data_key: bytes | DataKey, *, extra_aad: bytes = b"") -> MessageKey:
+    """Check key commitment, then the header tag; return the message (body) key.
 
     `extra_aad` is the serialized encryption context that is authenticated
     but not stored (the required-context rule). Any failure, including a
     data key of the wrong length, is the one `AuthenticationError`.
     """
-    if len(data_key) != DATA_KEY_LENGTH:
-        raise AuthenticationError
-    keys = derive_keys(data_key, header.message_id)
-    if not hmac.compare_digest(keys.commitment_key, header.commitment_key):
-        raise AuthenticationError
-    aead = AESGCM(keys.derived_key)
+    owned = not isinstance(data_key, DataKey)
+    data_key = key_holder(data_key)  # from here on this frame holds no raw key bytes
     try:
-        aead.decrypt(HEADER_IV, header.header_tag, header.body + extra_aad)
+        key = _key_if_committed(data_key, header) if len(data_key) == DATA_KEY_LENGTH else None
+    finally:
+        if owned:
+            data_key.wipe()
+    if key is None:
+        raise AuthenticationError
+    try:
+        key.cipher().decrypt(HEADER_IV, header.header_tag, header.body + extra_aad)
     except InvalidTag:
         raise AuthenticationError from None
-    return keys.derived_key
+    return key
 
 
 def encode_header(
     *,
-    data_key: bytes,
+    data_key: bytes | DataKey,
     message_id: bytes,
     encryption_context: Mapping[str, str],
     encrypted_data_keys: Iterable[EncryptedDataKey | tuple[str, bytes, bytes]],
     frame_length: int,
     content_type: int = CONTENT_TYPE_FRAMED,
-) -> tuple[MessageHeader, bytes]:
-    """Build and authenticate a header; return it with the derived (body) key.
+) -> tuple[MessageHeader, MessageKey]:
+    """Build and authenticate a header; return it with the message (body) key.
 
-    Inputs are the caller's arguments, so problems are `ValidationError`.
+    Inputs are the caller's arguments, so problems are `ValidationError`,
+    all raised before any key is derived.
     """
+    owned = not isinstance(data_key, DataKey)
+    data_key = key_holder(data_key)  # from here on this frame holds no raw key bytes
+    try:
+        return _encode_header(
+            data_key,
+            message_id,
+            encryption_context=encryption_context,
+            encrypted_data_keys=encrypted_data_keys,
+            frame_length=frame_length,
+            content_type=content_type,
+        )
+    finally:
+        if owned:
+            data_key.wipe()
+
+
+def _encode_header(
+    data_key: DataKey,
+    message_id: bytes,
+    *,
+    encryption_context: Mapping[str, str],
+    encrypted_data_keys: Iterable[EncryptedDataKey | tuple[str, bytes, bytes]],
+    frame_length: int,
+    content_type: int,
+) -> tuple[MessageHeader, MessageKey]:
+    if len(data_key) != DATA_KEY_LENGTH:
+        raise ValidationError("suite 0x0478 needs a 32-byte data key")
+    if not isinstance(message_id, bytes) or len(message_id) != MESSAGE_ID_LENGTH:
+        raise ValidationError("a v2 message id is 32 bytes")
     if content_type not in (CONTENT_TYPE_FRAMED, CONTENT_TYPE_NON_FRAMED):
         raise ValidationError("content type must be 0x01 (non-framed) or 0x02 (framed)")
     if content_type == CONTENT_TYPE_FRAMED and not 1 <= frame_length <= MAX_FORMAT_FRAME_LENGTH:
@@ -330,11 +448,10 @@ def encode_header(
     edks = [EncryptedDataKey(*edk) for edk in encrypted_data_keys]
     if not 1 <= len(edks) <= U16_MAX:
         raise ValidationError("a message needs 1..65535 encrypted data keys")
-    for key in encryption_context:
-        if isinstance(key, str) and key.startswith("aws-crypto-"):
+    for name in encryption_context:
+        if isinstance(name, str) and name.startswith("aws-crypto-"):
             raise ValidationError("encryption context keys starting with 'aws-crypto-' are reserved")
     context_bytes = serialize_encryption_context(encryption_context)
-    keys = derive_keys(data_key, message_id)
 
     body = bytearray()
     body += bytes([MESSAGE_VERSION_2]) + _U16.pack(SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY) + message_id
@@ -346,8 +463,11 @@ def encode_header(
             if not isinstance(field, bytes | bytearray) or len(field) > U16_MAX:
                 raise ValidationError("EDK fields must be bytes of at most 65535 bytes")
             body += _U16.pack(len(field)) + field
-    body += bytes([content_type]) + _U32.pack(frame_length) + keys.commitment_key
-    tag = AESGCM(keys.derived_key).encrypt(HEADER_IV, b"", bytes(body))
+    body += bytes([content_type]) + _U32.pack(frame_length)
+    # Everything is checked: derive last. The commitment key is the right key's, published in the header.
+    commitment_key, key = _commit_and_derive(data_key, message_id)
+    body += commitment_key
+    tag = key.cipher().encrypt(HEADER_IV, b"", bytes(body))
     header = MessageHeader(
         suite_id=SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY,
         message_id=bytes(message_id),
@@ -355,11 +475,11 @@ def encode_header(
         encrypted_data_keys=tuple(edks),
         content_type=content_type,
         frame_length=frame_length,
-        commitment_key=keys.commitment_key,
+        commitment_key=commitment_key,
         header_tag=tag,
         body=bytes(body),
     )
-    return header, keys.derived_key
+    return header, key
 
 
 # --- Header parsing ----------------------------------------------------------

@@ -47,8 +47,8 @@ from .format import (
     FINAL_FRAME_OVERHEAD,
     FINAL_FRAME_PREFIX,
     FRAME_AAD_LABEL,
-    MAX_FORMAT_FRAME_LENGTH,
     MAX_FRAME_COUNT,
+    MAX_FRAME_LENGTH,
     NON_FRAMED_OVERHEAD,
     NON_FRAMED_SEQUENCE_NUMBER,
     REGULAR_FRAME_OVERHEAD,
@@ -59,9 +59,11 @@ from .format import (
     EncryptedDataKey,
     Limits,
     MessageHeader,
+    MessageKey,
     authenticate_header,
     body_layout,
     encode_header,
+    key_holder,
     read_header,
     serialize_encryption_context,
 )
@@ -161,14 +163,6 @@ class BufferSource:
         self.close()
 
 
-def _key_bytes(data_key: bytes | bytearray | DataKey) -> bytes:
-    if isinstance(data_key, DataKey):
-        return data_key.reveal()
-    if isinstance(data_key, bytes | bytearray | memoryview):
-        return bytes(data_key)
-    raise ValidationError("data_key must be bytes or a DataKey")
-
-
 def check_threads(threads: object) -> int:
     """A writer's or reader's thread count: an int in 1..MAX_THREADS (ValidationError otherwise)."""
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
@@ -177,14 +171,20 @@ def check_threads(threads: object) -> int:
 
 
 def check_frame_length(frame_length: object) -> int:
-    """A frame length our writer may use: a multiple of 16 in 16..2^31-1 (ValidationError otherwise)."""
+    """A frame length our writer may use: a multiple of 16 in 16..`MAX_FRAME_LENGTH` (ValidationError otherwise).
+
+    The upper bound is the default reader's `Limits.max_frame_length`: what we write, we read.
+    """
     if (
         not isinstance(frame_length, int)
         or isinstance(frame_length, bool)
         or frame_length % WRITER_FRAME_ALIGNMENT
-        or not WRITER_FRAME_ALIGNMENT <= frame_length <= MAX_FORMAT_FRAME_LENGTH
+        or not WRITER_FRAME_ALIGNMENT <= frame_length <= MAX_FRAME_LENGTH
     ):
-        raise ValidationError("frame_length must be a multiple of 16 in 16..2^31-1")
+        raise ValidationError(
+            f"frame_length must be a multiple of {WRITER_FRAME_ALIGNMENT} in "
+            f"{WRITER_FRAME_ALIGNMENT}..{MAX_FRAME_LENGTH} (16 MiB, what a default reader accepts)"
+        )
     return frame_length
 
 
@@ -216,10 +216,10 @@ class _SealSlot:
 
     __slots__ = ("aad", "aead", "capacity", "final_aad", "frame_length", "future", "view")
 
-    def __init__(self, derived_key: bytes, message_id: bytes, frame_length: int, frames: int) -> None:
+    def __init__(self, key: MessageKey, message_id: bytes, frame_length: int, frames: int) -> None:
         self.capacity = frames * (frame_length + REGULAR_FRAME_OVERHEAD)
         self.view = memoryview(bytearray(0))  # grown on demand up to capacity: small messages stay small
-        self.aead = AESGCM(derived_key)
+        self.aead = key.cipher()
         self.aad = BodyAad(message_id, FRAME_AAD_LABEL)
         self.final_aad = BodyAad(message_id, FINAL_FRAME_AAD_LABEL)
         self.frame_length = frame_length
@@ -307,11 +307,13 @@ class MessageWriter(io.BufferedIOBase):
         self._frames = 0  # full, unsealed frames in the current slot
         self._fill = 0  # plaintext bytes of the partial frame after them
         self._next_sequence = 1
+        owned_key = not isinstance(data_key, DataKey)
         try:
+            data_key = key_holder(data_key)  # this frame never holds raw key bytes (format.py)
             frame_length = check_frame_length(frame_length)
             threads = check_threads(threads)
-            header, derived_key = encode_header(
-                data_key=_key_bytes(data_key),
+            header, key = encode_header(
+                data_key=data_key,
                 message_id=message_id,
                 encryption_context=encryption_context,
                 encrypted_data_keys=encrypted_data_keys,
@@ -322,7 +324,7 @@ class MessageWriter(io.BufferedIOBase):
             self._threads = threads
             self._batch = _frames_per_batch(frame_length, threads)
             slots = 1 if threads == 1 else threads + 1
-            self._slots = [_SealSlot(derived_key, header.message_id, frame_length, self._batch) for _ in range(slots)]
+            self._slots = [_SealSlot(key, header.message_id, frame_length, self._batch) for _ in range(slots)]
             if threads > 1:
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="envelope-seal")
             self._sink.write(memoryview(header.to_bytes()))
@@ -332,6 +334,9 @@ class MessageWriter(io.BufferedIOBase):
             _abort_quietly(sink)
             super().close()
             raise
+        finally:
+            if owned_key and isinstance(data_key, DataKey):
+                data_key.wipe()  # our own copy; the message key is all the writer keeps
 
     # -- public surface --
 
@@ -605,9 +610,9 @@ class _OpenSlot:
 
     __slots__ = ("aad", "aead", "buffer", "final_aad", "frame_length")
 
-    def __init__(self, derived_key: bytes, message_id: bytes, frame_length: int, framed: bool) -> None:
+    def __init__(self, key: MessageKey, message_id: bytes, frame_length: int, framed: bool) -> None:
         self.frame_length = frame_length
-        self.aead = AESGCM(derived_key)
+        self.aead = key.cipher()
         self.aad = BodyAad(message_id, FRAME_AAD_LABEL if framed else SINGLE_BLOCK_AAD_LABEL)
         self.final_aad = BodyAad(message_id, FINAL_FRAME_AAD_LABEL)
         self.buffer = memoryview(bytearray(0))  # grown on demand, up to one batch or the final frame
@@ -697,7 +702,7 @@ class MessageReader(io.BufferedIOBase):
             header = read_header(source, limits)
             extra = _authenticated_only_context(header, required_encryption_context)
             layout = body_layout(header, source.size, limits)
-            derived_key = authenticate_header(header, _key_bytes(resolve_key(header)), extra_aad=extra)
+            key = authenticate_header(header, resolve_key(header), extra_aad=extra)
             if check_message_id is not None and not check_message_id(header.message_id):
                 raise AuthenticationError
         except BaseException:
@@ -708,7 +713,7 @@ class MessageReader(io.BufferedIOBase):
             raise
         self._header = header
         self._layout = layout
-        self._derived_key = derived_key
+        self._key = key
         self._view_at: Callable[[int, int], memoryview] | None = getattr(source, "view_at", None)
         self._batch = _frames_per_batch(layout.frame_length, self._threads)
         self._slot = self._new_slot()
@@ -850,7 +855,7 @@ class MessageReader(io.BufferedIOBase):
 
     def _new_slot(self) -> _OpenSlot:
         layout = self._layout
-        return _OpenSlot(self._derived_key, self._header.message_id, layout.frame_length, layout.framed)
+        return _OpenSlot(self._key, self._header.message_id, layout.frame_length, layout.framed)
 
     def _locate(self, pos: int) -> tuple[int, int]:
         """(frame index, offset inside it) of plaintext position `pos` < plaintext size."""

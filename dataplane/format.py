@@ -7,7 +7,8 @@ body layout arithmetic, frame IVs and the body AAD. The normative prose is
 `docs/format.md`; this file follows it section by section.
 
 It must never release plaintext, never hold a data key longer than a call,
-and never let a length field read from a message allocate or read more than
+never leave raw key bytes in a frame an exception can propagate through
+(see "Key derivation" below: holders in, `MessageKey` out), and never let a length field read from a message allocate or read more than
 the configured `Limits` allow. Structural problems raise `FormatError`
 (`UnsupportedFormatError` for formats we refuse on purpose); every integrity
 failure -- header tag, key commitment, truncation, an object size no valid

@@ -18,7 +18,13 @@ What this module must never do:
 - make a partial message visible: the writer commits its sink only in a
   clean `close()`; an exception, `abort()`, or dropping an unclosed writer
   aborts the sink instead;
-- say which integrity check failed (`AuthenticationError` is one message).
+- say which integrity check failed (`AuthenticationError` is one message);
+- hold raw key bytes in a frame an exception can propagate through. Error
+  trackers record every frame's locals, so the writer rebinds a `data_key`
+  given as bytes to a `DataKey` holder on its first line, the reader passes
+  the resolver's answer straight to `authenticate_header`, and both keep
+  only a `MessageKey` and AES-GCM objects (reprs without the key); the raw
+  bytes exist only inside `format._commit_and_derive`, which raises nothing.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ __all__ = [
     "key_holder",
     "parse_encryption_context",
     "read_header",
+    "read_header_from_stream",
     "serialize_encryption_context",
 ]
 
@@ -109,6 +110,7 @@ _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _HEADER_READ_CHUNK = 4096
+MAX_FORMAT_HEADER_SIZE = 1 << 30  # the largest Limits.max_header_size
 
 
 # --- Value objects -----------------------------------------------------------
@@ -130,7 +132,7 @@ class Limits:
     this reader refuses to spend that much memory on it.
     """
 
-    max_header_size: int = attrs.field(default=1 << 20, validator=_int_in(64, 1 << 30))
+    max_header_size: int = attrs.field(default=1 << 20, validator=_int_in(64, MAX_FORMAT_HEADER_SIZE))
     max_encrypted_data_keys: int = attrs.field(default=64, validator=_int_in(1, U16_MAX))
     max_encryption_context_size: int = attrs.field(default=U16_MAX, validator=_int_in(0, U16_MAX))
     max_frame_length: int = attrs.field(default=MAX_FRAME_LENGTH, validator=_int_in(1, MAX_FORMAT_FRAME_LENGTH))
@@ -495,20 +497,52 @@ class RandomAccessSource(Protocol):
     def readinto_at(self, offset: int, buf: memoryview, /) -> int: ...
 
 
+class _ReadInto(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class _SequentialSource:
+    """A stream seen as a source of unknown size that is read front to back, for the header parser."""
+
+    __slots__ = ("_position", "_stream", "size")
+
+    def __init__(self, stream: _ReadInto) -> None:
+        self._stream = stream
+        self._position = 0
+        self.size = MAX_FORMAT_HEADER_SIZE  # unknown: the end shows up as a short read
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
+        assert offset == self._position, "the header parser reads a stream front to back"
+        n = read_some(self._stream, buf)
+        self._position += n
+        return n
+
+
+def read_some(stream: _ReadInto, buf: memoryview) -> int:
+    """One `readinto` on a blocking binary stream: 0 only at end of stream."""
+    n = stream.readinto(buf)
+    if n is None:
+        raise ValidationError("a message stream must be blocking (readinto returned None)")
+    return n
+
+
 class _HeaderReader:
     """Reads a header front to back from a source, never past `limit` bytes.
 
     The buffer grows by doubling as fields are consumed, so a hostile length
     field costs at most `limit` bytes of memory and of reading before it is
     refused. Running off the end of the object is truncation (integrity).
+    With ``read_ahead=False`` (a stream) it reads exactly the bytes the
+    fields need, so the body starts where the header parser stopped.
     """
 
-    __slots__ = ("_buf", "_limit", "_pos", "_size", "_source")
+    __slots__ = ("_buf", "_limit", "_pos", "_read_ahead", "_size", "_source")
 
-    def __init__(self, source: RandomAccessSource, limit: int) -> None:
+    def __init__(self, source: RandomAccessSource, limit: int, *, read_ahead: bool = True) -> None:
         self._source = source
         self._size = source.size
         self._limit = limit
+        self._read_ahead = read_ahead
         self._buf = bytearray()
         self._pos = 0
 
@@ -539,7 +573,7 @@ class _HeaderReader:
 
     def _fill(self, end: int) -> None:
         have = len(self._buf)
-        target = min(max(end, 2 * have, _HEADER_READ_CHUNK), self._limit, self._size)
+        target = min(max(end, 2 * have, _HEADER_READ_CHUNK), self._limit, self._size) if self._read_ahead else end
         grown = bytearray(target)
         grown[:have] = self._buf
         with memoryview(grown) as view:
@@ -563,7 +597,22 @@ def _looks_like_base64(first: bytes) -> bool:
 def read_header(source: RandomAccessSource, limits: Limits | None = None) -> MessageHeader:
     """Parse the header at the start of `source`; does not authenticate it."""
     limits = limits or Limits()
-    r = _HeaderReader(source, limits.max_header_size)
+    return _parse_header(_HeaderReader(source, limits.max_header_size), source, limits)
+
+
+def read_header_from_stream(stream: _ReadInto, limits: Limits | None = None) -> MessageHeader:
+    """Parse the header at the front of a blocking binary stream; does not authenticate it.
+
+    It reads exactly the header's bytes (the body starts at the stream's
+    position afterwards), refuses as soon as a field is wrong -- an unknown
+    version after one byte -- and never reads more than `limits.max_header_size`.
+    """
+    limits = limits or Limits()
+    source = _SequentialSource(stream)
+    return _parse_header(_HeaderReader(source, limits.max_header_size, read_ahead=False), source, limits)
+
+
+def _parse_header(r: _HeaderReader, source: RandomAccessSource, limits: Limits) -> MessageHeader:
     version = r.u8()
     if version == MESSAGE_VERSION_1:
         raise UnsupportedFormatError("AWS Encryption SDK message format version 1 (no key commitment) is not supported")

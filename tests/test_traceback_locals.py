@@ -31,6 +31,7 @@ from dataplane.stream import BufferSource, MessageReader, MessageWriter
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, EnvelopeError, FormatError, ValidationError
 from tests.test_format import EDKS, MESSAGE_ID, MemorySink, ref_context, write_message
+from tests.test_message_stream import CountingStream
 from tests.test_secrets_hygiene import encodings
 
 DATA_KEY = bytes(range(0xA0, 0xC0))
@@ -198,6 +199,10 @@ def _non_framed(tamper: bool) -> bytes:
     return _read_all(_edit(message, len(message) - 1) if tamper else message + b"x")
 
 
+def _pipe(message: bytes) -> CountingStream:
+    return CountingStream([message], max_read=50)
+
+
 READER_FAILURES: dict[str, tuple[Callable[[], object], type[BaseException]]] = {
     "header tag bit flip (key as bytes)": (lambda: _read_all(_edit(MESSAGE, HEADER_SIZE - 1)), AuthenticationError),
     "header tag bit flip (key as DataKey)": (
@@ -266,6 +271,22 @@ READER_FAILURES: dict[str, tuple[Callable[[], object], type[BaseException]]] = {
     ),
     "decrypt_message from a file, wrong key": (
         lambda: decrypt_message(io.BytesIO(MESSAGE), _wrong_key).read(),
+        AuthenticationError,
+    ),
+    "decrypt_message from a pipe, header tag": (
+        lambda: decrypt_message(_pipe(_edit(MESSAGE, HEADER_SIZE - 1)), _bytes_key).read(),
+        AuthenticationError,
+    ),
+    "decrypt_message from a pipe, wrong key": (
+        lambda: decrypt_message(_pipe(MESSAGE), _wrong_key),
+        AuthenticationError,
+    ),
+    "decrypt_message from a pipe, frame tag": (
+        lambda: decrypt_message(_pipe(_edit(MESSAGE, HEADER_SIZE + 20)), _bytes_key).read(),
+        AuthenticationError,
+    ),
+    "decrypt_message from a pipe, trailing bytes": (
+        lambda: decrypt_message(_pipe(MESSAGE + b"x"), _bytes_key).read(),
         AuthenticationError,
     ),
     "decrypt_message from a file, frame tag": (

@@ -210,3 +210,31 @@ def test_a_bad_frame_inside_a_threaded_read_releases_nothing_of_it(
 
     with pytest.raises(AuthenticationError):
         open_reader(tampered, kind, threads).read()
+
+
+def test_a_bad_frame_in_a_middle_run_wipes_the_runs_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cross-run wipe: later runs opened fine on other threads, but sit after the failure.
+
+    With BATCH_BYTES = 40 and three threads a split covers 30 frames of 16
+    bytes in three runs of 10 (frames 0-9 on the calling thread, 10-19 and
+    20-29 on workers). Frame 15 is damaged: it wipes itself (the rest of its
+    run is never opened), and the third run -- authentic, fully decrypted into the caller's
+    buffer by its worker -- must be wiped by the failing split, or the
+    caller's buffer would hold plaintext from after the damage.
+    """
+    monkeypatch.setattr(stream_module, "BATCH_BYTES", 40)
+    threads, bad = 3, 15
+    assert stream_module._frames_per_batch(F, threads) == 10
+    pt = plaintext_of(FRAMES * F + 5)
+    msg = bytearray(write_message(pt, F))
+    header_size = read_header(BufferSource(bytes(msg))).size
+    msg[header_size + bad * (F + 32) + 20] ^= 0x01
+    for kind in ("view", "copy"):
+        buf = bytearray(b"\xaa" * len(pt))
+        with pytest.raises(AuthenticationError):
+            open_reader(bytes(msg), kind, threads).readinto(buf)
+        assert buf[: 10 * F] == pt[: 10 * F]  # the first run verified before the failure was known
+        assert buf[bad * F : (bad + 1) * F] == bytes(F)  # the bad frame wiped itself
+        assert buf[(bad + 1) * F : 20 * F] == b"\xaa" * ((19 - bad) * F)  # the failing run stopped there
+        assert buf[20 * F : 30 * F] == bytes(10 * F), f"{kind}: the run after the failing one was not wiped"
+        assert buf[30 * F :] == b"\xaa" * (len(pt) - 30 * F)  # never reached

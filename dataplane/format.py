@@ -21,7 +21,7 @@ import hmac
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple, NoReturn, Protocol
+from typing import NamedTuple, NoReturn
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
+
+from ._byteio import MessageSource, MessageStream, read_some
 
 __all__ = [
     "CONTENT_TYPE_FRAMED",
@@ -47,6 +49,7 @@ __all__ = [
     "MessageHeader",
     "MessageKey",
     "authenticate_header",
+    "authenticated_only_context",
     "body_layout",
     "derive_keys",
     "encode_header",
@@ -90,12 +93,32 @@ MAX_FRAME_COUNT = 2**32 - 1
 MAX_FORMAT_FRAME_LENGTH = 2**31 - 1  # what the SDKs accept in the header's u32
 MAX_NON_FRAMED_CONTENT_LENGTH = 2**36 - 32  # AES-GCM's limit for one invocation
 
-# Body layout. A regular frame is  seq u32 | IV | ciphertext (frame length) | tag;
-# the final frame is  0xFFFFFFFF | seq u32 | IV | length u32 | ciphertext | tag;
-# non-framed content is  IV | length u64 | ciphertext | tag.
-REGULAR_FRAME_PREFIX = 4 + IV_LENGTH
-FINAL_FRAME_PREFIX = 4 + 4 + IV_LENGTH + 4
-NON_FRAMED_PREFIX = IV_LENGTH + 8
+# --- Frame layout: defined here once, used by the writer and both readers ---
+#
+#   regular frame   seq u32 | IV | ciphertext (frame length) | tag
+#   final frame     0xFFFFFFFF | seq u32 | IV | content length u32 | ciphertext | tag
+#   non-framed      IV | content length u64 | ciphertext | tag
+#
+# The IV of frame `seq` is 8 zero bytes | seq u32: what every SDK writes, and
+# unique per frame under a per-message key. Our writer builds it with these
+# structs; readers use the stored IV (a wrong one fails the tag).
+
+SEQUENCE_NUMBER = struct.Struct(">I")
+"""The first field of every frame: its sequence number, or the final-frame marker."""
+FRAME_IV = struct.Struct(">8xI")
+"""The IV of a frame from its sequence number: 8 zero bytes, u32 sequence number."""
+REGULAR_FRAME_HEAD = struct.Struct(SEQUENCE_NUMBER.format + FRAME_IV.format[1:])
+"""seq u32 | IV -- packed with (seq, seq)."""
+FINAL_FRAME_HEAD = struct.Struct(">I" + SEQUENCE_NUMBER.format[1:] + FRAME_IV.format[1:] + "I")
+"""0xFFFFFFFF | seq u32 | IV | content length u32 -- packed with (marker, seq, seq, length)."""
+NON_FRAMED_HEAD = struct.Struct(f">{IV_LENGTH}sQ")
+"""IV | content length u64."""
+REGULAR_FRAME_IV = slice(4, 4 + IV_LENGTH)
+FINAL_FRAME_IV = slice(8, 8 + IV_LENGTH)
+NON_FRAMED_IV = slice(0, IV_LENGTH)
+REGULAR_FRAME_PREFIX = REGULAR_FRAME_HEAD.size
+FINAL_FRAME_PREFIX = FINAL_FRAME_HEAD.size
+NON_FRAMED_PREFIX = NON_FRAMED_HEAD.size
 REGULAR_FRAME_OVERHEAD = REGULAR_FRAME_PREFIX + TAG_LENGTH
 FINAL_FRAME_OVERHEAD = FINAL_FRAME_PREFIX + TAG_LENGTH
 NON_FRAMED_OVERHEAD = NON_FRAMED_PREFIX + TAG_LENGTH
@@ -399,6 +422,25 @@ def authenticate_header(header: MessageHeader, data_key: bytes | DataKey, *, ext
     return key
 
 
+def authenticated_only_context(header: MessageHeader, required: Mapping[str, str] | None) -> bytes:
+    """The required-encryption-context rule: the serialization of required entries the header does not store.
+
+    Entries the header stores must equal the required ones (else
+    `AuthenticationError`); the rest are authenticated by appending this to
+    the header-authentication AAD (`authenticate_header(extra_aad=...)`).
+    """
+    if not required:
+        return b""
+    missing: dict[str, str] = {}
+    for key, value in required.items():
+        stored = header.encryption_context.get(key)
+        if stored is None:
+            missing[key] = value
+        elif stored != value:
+            raise AuthenticationError
+    return serialize_encryption_context(missing)
+
+
 def encode_header(
     *,
     data_key: bytes | DataKey,
@@ -488,42 +530,20 @@ def _encode_header(
 # --- Header parsing ----------------------------------------------------------
 
 
-class RandomAccessSource(Protocol):
-    """What the parser needs from a source (envelope.storage's RandomAccessReader has it)."""
+class _StreamReads:
+    """Positional reads over a stream that only ever ask for the next bytes (the header parser's)."""
 
-    @property
-    def size(self) -> int: ...
+    __slots__ = ("_position", "_stream")
 
-    def readinto_at(self, offset: int, buf: memoryview, /) -> int: ...
-
-
-class _ReadInto(Protocol):
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
-
-
-class _SequentialSource:
-    """A stream seen as a source of unknown size that is read front to back, for the header parser."""
-
-    __slots__ = ("_position", "_stream", "size")
-
-    def __init__(self, stream: _ReadInto) -> None:
+    def __init__(self, stream: MessageStream) -> None:
         self._stream = stream
         self._position = 0
-        self.size = MAX_FORMAT_HEADER_SIZE  # unknown: the end shows up as a short read
 
     def readinto_at(self, offset: int, buf: memoryview, /) -> int:
         assert offset == self._position, "the header parser reads a stream front to back"
         n = read_some(self._stream, buf)
         self._position += n
         return n
-
-
-def read_some(stream: _ReadInto, buf: memoryview) -> int:
-    """One `readinto` on a blocking binary stream: 0 only at end of stream."""
-    n = stream.readinto(buf)
-    if n is None:
-        raise ValidationError("a message stream must be blocking (readinto returned None)")
-    return n
 
 
 class _HeaderReader:
@@ -536,11 +556,13 @@ class _HeaderReader:
     fields need, so the body starts where the header parser stopped.
     """
 
-    __slots__ = ("_buf", "_limit", "_pos", "_read_ahead", "_size", "_source")
+    __slots__ = ("_buf", "_limit", "_pos", "_read_ahead", "_readinto_at", "_size")
 
-    def __init__(self, source: RandomAccessSource, limit: int, *, read_ahead: bool = True) -> None:
-        self._source = source
-        self._size = source.size
+    def __init__(
+        self, readinto_at: Callable[[int, memoryview], int], size: int, limit: int, *, read_ahead: bool = True
+    ) -> None:
+        self._readinto_at = readinto_at
+        self._size = size
         self._limit = limit
         self._read_ahead = read_ahead
         self._buf = bytearray()
@@ -579,7 +601,7 @@ class _HeaderReader:
         with memoryview(grown) as view:
             pos = have
             while pos < target:
-                n = self._source.readinto_at(pos, view[pos:target])
+                n = self._readinto_at(pos, view[pos:target])
                 if n <= 0:
                     raise AuthenticationError  # the object is shorter than it claimed
                 pos += n
@@ -594,13 +616,14 @@ def _looks_like_base64(first: bytes) -> bool:
     return first[:1] == b"A" and first[1:2] in (b"Y", b"g")
 
 
-def read_header(source: RandomAccessSource, limits: Limits | None = None) -> MessageHeader:
+def read_header(source: MessageSource, limits: Limits | None = None) -> MessageHeader:
     """Parse the header at the start of `source`; does not authenticate it."""
     limits = limits or Limits()
-    return _parse_header(_HeaderReader(source, limits.max_header_size), source, limits)
+    reader = _HeaderReader(source.readinto_at, source.size, limits.max_header_size)
+    return _parse_header(reader, source.readinto_at if source.size >= 2 else None, limits)
 
 
-def read_header_from_stream(stream: _ReadInto, limits: Limits | None = None) -> MessageHeader:
+def read_header_from_stream(stream: MessageStream, limits: Limits | None = None) -> MessageHeader:
     """Parse the header at the front of a blocking binary stream; does not authenticate it.
 
     It reads exactly the header's bytes (the body starts at the stream's
@@ -608,19 +631,23 @@ def read_header_from_stream(stream: _ReadInto, limits: Limits | None = None) -> 
     version after one byte -- and never reads more than `limits.max_header_size`.
     """
     limits = limits or Limits()
-    source = _SequentialSource(stream)
-    return _parse_header(_HeaderReader(source, limits.max_header_size, read_ahead=False), source, limits)
+    reads = _StreamReads(stream)
+    reader = _HeaderReader(reads.readinto_at, MAX_FORMAT_HEADER_SIZE, limits.max_header_size, read_ahead=False)
+    return _parse_header(reader, reads.readinto_at, limits)
 
 
-def _parse_header(r: _HeaderReader, source: RandomAccessSource, limits: Limits) -> MessageHeader:
+def _parse_header(
+    r: _HeaderReader, second_byte: Callable[[int, memoryview], int] | None, limits: Limits
+) -> MessageHeader:
+    """The fields in order; `second_byte` reads byte 1 for the base64 hint (None: the object has one byte)."""
     version = r.u8()
     if version == MESSAGE_VERSION_1:
         raise UnsupportedFormatError("AWS Encryption SDK message format version 1 (no key commitment) is not supported")
     if version != MESSAGE_VERSION_2:
         first = bytes([version])
-        if source.size >= 2:
+        if second_byte is not None:
             buf = bytearray(1)
-            source.readinto_at(1, memoryview(buf))
+            second_byte(1, memoryview(buf))
             first += bytes(buf)
         hint = " (it looks base64-encoded; decode it first)" if _looks_like_base64(first) else ""
         raise FormatError(f"not an AWS Encryption SDK message: unknown version byte 0x{version:02x}{hint}")
@@ -739,7 +766,7 @@ def body_layout(header: MessageHeader, object_size: int, limits: Limits | None =
 
 def frame_iv(sequence_number: int) -> bytes:
     """The IV every SDK writes for a frame: 8 zero bytes then the u32 sequence number."""
-    return bytes(8) + _U32.pack(sequence_number)
+    return FRAME_IV.pack(sequence_number)
 
 
 class BodyAad:

@@ -20,7 +20,6 @@ format version 1, the signed suite 0x0578 and every suite but 0x0478.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
@@ -29,9 +28,11 @@ import attrs
 from envelope.datakey import DataKey
 from envelope.errors import ValidationError
 
+from ._byteio import BufferSource, FileSource, MessageSource, MessageStream
+from ._params import check_threads
+from ._reader import MessageReader
+from ._sequential import SequentialMessageReader
 from .format import Limits, MessageHeader
-from .sequential import MessageStream, SequentialMessageReader
-from .stream import BufferSource, MessageReader, MessageSource, check_threads
 
 __all__ = ["decrypt_message"]
 
@@ -115,7 +116,7 @@ def _as_source(source: object) -> MessageSource:
     if hasattr(source, "readinto_at") and hasattr(source, "size"):
         return source  # type: ignore[return-value]
     if _is_file(source):
-        return _FileSource(source, owned=False)  # type: ignore[arg-type]
+        return FileSource(source, owned=False)  # type: ignore[arg-type]
     raise ValidationError(f"source must be bytes, a binary file or a random-access reader, not {type(source).__name__}")
 
 
@@ -124,37 +125,3 @@ def _seekable(file: BinaryIO) -> bool:
         return bool(file.seekable())
     except (AttributeError, OSError, ValueError):
         return False
-
-
-class _FileSource:
-    """Positional reads over a seekable binary file, from the position it had when wrapped.
-
-    It moves the file's position; it closes the file only if it owns it.
-    """
-
-    __slots__ = ("_base", "_file", "_owned", "_size")
-
-    def __init__(self, file: BinaryIO, *, owned: bool) -> None:
-        self._file = file
-        self._owned = owned
-        self._base = file.tell()
-        self._size = max(0, file.seek(0, os.SEEK_END) - self._base)
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
-        want = max(0, min(len(buf), self._size - offset))
-        self._file.seek(self._base + offset)
-        done = 0
-        while done < want:
-            chunk = self._file.readinto(buf[done:want])  # type: ignore[attr-defined]
-            if not chunk:
-                break
-            done += chunk
-        return done
-
-    def close(self) -> None:
-        if self._owned:
-            self._file.close()

@@ -43,7 +43,7 @@ from dataplane.format import (
     read_header,
     serialize_encryption_context,
 )
-from dataplane.stream import BufferSource, MessageReader, MessageWriter
+from dataplane.hazmat import BufferSource, MessageReader, MessageWriter
 from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "format.md"

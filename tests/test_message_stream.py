@@ -17,9 +17,8 @@ from collections.abc import Iterable, Iterator
 import pytest
 
 from dataplane.format import MESSAGE_ID_LENGTH, Limits, read_header
+from dataplane.hazmat import BufferSource, MessageReader, SequentialMessageReader
 from dataplane.message import decrypt_message
-from dataplane.sequential import SequentialMessageReader
-from dataplane.stream import BufferSource, MessageReader
 from envelope.errors import AuthenticationError, EnvelopeError, FormatError, ValidationError
 from tests.test_format import CONTEXT, EDKS, KEY, MESSAGE_ID, ref_message, write_message
 

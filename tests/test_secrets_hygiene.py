@@ -28,7 +28,7 @@ from controlplane import ControlPlane
 from dataplane import DataPlane
 from dataplane.binding import derive_binding_key
 from dataplane.format import derive_keys, read_header
-from dataplane.stream import BufferSource, MessageReader, MessageWriter
+from dataplane.hazmat import BufferSource, MessageReader, MessageWriter
 from envelope.errors import (
     AuthenticationError,
     EnvelopeError,

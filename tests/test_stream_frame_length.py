@@ -7,8 +7,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dataplane.format import MAX_FORMAT_FRAME_LENGTH, MAX_FRAME_LENGTH, Limits
+from dataplane.hazmat import BufferSource, MessageReader, check_frame_length
 from dataplane.message import decrypt_message
-from dataplane.stream import BufferSource, MessageReader, check_frame_length
 from envelope.errors import ValidationError
 from tests.test_format import KEY, write_message
 

@@ -25,7 +25,7 @@ import dataplane.format as format_module
 from controlplane import ControlPlane
 from dataplane import DataPlane
 from dataplane.format import authenticate_header, derive_keys, read_header
-from dataplane.stream import BufferSource, MessageReader
+from dataplane.hazmat import BufferSource, MessageReader
 from envelope.errors import AuthenticationError
 from envelope.kms import LocalKms
 from tests.test_format import KEY, MESSAGE_ID, write_message

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-import dataplane.stream as stream_module
+import dataplane._frames as frames_module
 from dataplane.format import Limits, authenticate_header, derive_keys, read_header
+from dataplane.hazmat import BufferSource, MessageReader, MessageWriter
 from dataplane.message import decrypt_message
-from dataplane.stream import BufferSource, MessageReader, MessageWriter
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, EnvelopeError, FormatError, ValidationError
 from tests.test_format import EDKS, MESSAGE_ID, MemorySink, ref_context, write_message
@@ -298,7 +298,7 @@ READER_FAILURES: dict[str, tuple[Callable[[], object], type[BaseException]]] = {
 
 @pytest.mark.parametrize("case", list(READER_FAILURES))
 def test_reader_failures_hold_no_key_bytes_in_any_frame(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_module, "BATCH_BYTES", 100)  # several runs per thread in the threaded cases
+    monkeypatch.setattr(frames_module, "BATCH_BYTES", 100)  # several runs per thread in the threaded cases
     call, expected = READER_FAILURES[case]
     error = failure_of(call)
     assert isinstance(error, expected), repr(error)
@@ -356,18 +356,18 @@ def _write_and_close(sink: MemorySink, pieces: int = 1, **kw: Any) -> None:
 
 
 def _failing_workers() -> None:
-    seal = stream_module._SealSlot.seal
+    seal = frames_module.SealSlot.seal
 
     def seal_only_in_the_main_thread(self: Any, *args: Any) -> memoryview:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("worker died")
         return seal(self, *args)
 
-    stream_module._SealSlot.seal = seal_only_in_the_main_thread  # type: ignore[method-assign]
+    frames_module.SealSlot.seal = seal_only_in_the_main_thread  # type: ignore[method-assign]
     try:
         _write_and_close(MemorySink(), threads=2)
     finally:
-        stream_module._SealSlot.seal = seal  # type: ignore[method-assign]
+        frames_module.SealSlot.seal = seal  # type: ignore[method-assign]
 
 
 WRITER_FAILURES: dict[str, tuple[Callable[[], object], type[BaseException]]] = {
@@ -395,7 +395,7 @@ WRITER_FAILURES: dict[str, tuple[Callable[[], object], type[BaseException]]] = {
 
 @pytest.mark.parametrize("case", list(WRITER_FAILURES))
 def test_writer_failures_hold_no_key_bytes_in_any_frame(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_module, "BATCH_BYTES", 100)
+    monkeypatch.setattr(frames_module, "BATCH_BYTES", 100)
     call, expected = WRITER_FAILURES[case]
     error = failure_of(call)
     assert isinstance(error, expected), repr(error)

@@ -24,37 +24,30 @@ What it must never do (the same promises as `MessageReader`):
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Callable, Mapping
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError
 
+from ._byteio import MessageStream, read_some
+from ._frames import OpenSlot, wipe
 from .format import (
     FINAL_FRAME_MARKER,
-    NON_FRAMED_SEQUENCE_NUMBER,
+    FINAL_FRAME_PREFIX,
+    FIRST_SEQUENCE_NUMBER,
+    NON_FRAMED_PREFIX,
     REGULAR_FRAME_OVERHEAD,
+    SEQUENCE_NUMBER,
     TAG_LENGTH,
     Limits,
     MessageHeader,
     authenticate_header,
+    authenticated_only_context,
     read_header_from_stream,
-    read_some,
 )
-from .stream import _authenticated_only_context, _open_frames, _open_into, _OpenSlot, _wipe
 
-__all__ = ["MessageStream", "SequentialMessageReader"]
-
-_U32 = struct.Struct(">I")
-_FINAL_REST = struct.Struct(">I12sI")  # after the marker: sequence number, IV, content length
-_NON_FRAMED_PREFIX = struct.Struct(">12sQ")  # IV, content length
-
-
-class MessageStream(Protocol):
-    """A blocking binary stream: a pipe, a socket file, `sys.stdin.buffer`."""
-
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
+__all__ = ["SequentialMessageReader"]
 
 
 class SequentialMessageReader(io.BufferedIOBase):
@@ -81,18 +74,18 @@ class SequentialMessageReader(io.BufferedIOBase):
         self._limits = limits or Limits()
         try:
             header = read_header_from_stream(stream, self._limits)
-            extra = _authenticated_only_context(header, required_encryption_context)
+            extra = authenticated_only_context(header, required_encryption_context)
             key = authenticate_header(header, resolve_key(header), extra_aad=extra)
         except BaseException:
             super().close()
             raise
         self._header = header
         self._framed = header.frame_length > 0
-        self._slot = _OpenSlot(key, header.message_id, header.frame_length, self._framed)
+        self._slot = OpenSlot(key, header.message_id, header.frame_length, self._framed)
         self._buffer = memoryview(bytearray(0))  # one frame of ciphertext, grown on demand
         self._plaintext = memoryview(bytearray(0))  # the verified plaintext of the current frame
         self._start = self._end = 0  # what of it is still to be returned
-        self._next_sequence = 1
+        self._next_sequence = FIRST_SEQUENCE_NUMBER
         self._done = False  # the final frame verified and the stream ended after it
         self._pos = 0
 
@@ -165,7 +158,7 @@ class SequentialMessageReader(io.BufferedIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        _wipe(self._plaintext)
+        wipe(self._plaintext)
         self._start = self._end = 0
         super().close()
 
@@ -185,7 +178,7 @@ class SequentialMessageReader(io.BufferedIOBase):
             return step()
         except BaseException as exc:
             self._error = exc
-            _wipe(self._plaintext)
+            wipe(self._plaintext)
             self._start = self._end = 0
             raise
 
@@ -224,51 +217,56 @@ class SequentialMessageReader(io.BufferedIOBase):
 
     def _plaintext_room(self, n: int) -> memoryview:
         if len(self._plaintext) < n:
-            _wipe(self._plaintext)
+            wipe(self._plaintext)
             self._plaintext = memoryview(bytearray(n))
         return self._plaintext[:n]
 
     def _next_frame(self) -> None:
         frame_length, sequence_number = self._header.frame_length, self._next_sequence
         frame = self._room(REGULAR_FRAME_OVERHEAD + frame_length)
-        first = _U32.unpack(self._read_into(frame[:4]))[0]
+        first = SEQUENCE_NUMBER.unpack(self._read_into(frame[: SEQUENCE_NUMBER.size]))[0]
         if first == FINAL_FRAME_MARKER:
             self._final_frame(sequence_number)
             return
         if first != sequence_number:
             raise AuthenticationError  # refused after four bytes, before reading the rest of the frame
-        self._read_into(frame[4:])
-        out = self._plaintext_room(frame_length)
-        _open_frames(self._slot, sequence_number, 1, frame, out)
+        self._read_into(frame[SEQUENCE_NUMBER.size :])
+        self._slot.open_regular(sequence_number, 1, frame, self._plaintext_room(frame_length))
         self._next_sequence = sequence_number + 1
         self._start, self._end = 0, frame_length
 
-    def _final_frame(self, expected_sequence: int) -> None:
-        sequence_number, iv, length = _FINAL_REST.unpack(self._read_into(self._room(_FINAL_REST.size)))
-        if sequence_number != expected_sequence or length > self._header.frame_length:
+    def _final_frame(self, sequence_number: int) -> None:
+        head = self._room(FINAL_FRAME_PREFIX)
+        self._read_into(head[SEQUENCE_NUMBER.size :])  # the marker is in place: the buffer holds a whole regular frame
+        length = self._slot.final_length(head, sequence_number)
+        if length > self._header.frame_length:
             raise AuthenticationError  # before reading a content length we would not accept
-        aad = self._slot.final_aad.update(sequence_number, length)
-        self._open_last(iv, length, aad)
+        head = memoryview(bytes(head))  # the buffer is reused for the body
+        body = self._read_into(self._room(length + TAG_LENGTH))
+        out = self._plaintext_room(length)
+        self._slot.open_final(head, body, sequence_number, out)
+        self._end_of_message(out)
 
     def _non_framed_body(self) -> None:
-        iv, length = _NON_FRAMED_PREFIX.unpack(self._read_into(self._room(_NON_FRAMED_PREFIX.size)))
+        head = self._read_into(self._room(NON_FRAMED_PREFIX))
+        length = self._slot.non_framed_length(head)
         if length > self._limits.max_non_framed_size:
             raise FormatError(
                 f"non-framed content of {length} bytes exceeds the limit of {self._limits.max_non_framed_size}"
             )
-        self._open_last(iv, length, self._slot.aad.update(NON_FRAMED_SEQUENCE_NUMBER, length))
-
-    def _open_last(self, iv: bytes, length: int, aad: bytearray) -> None:
-        """Read, verify and decrypt the last `length` content bytes, then require the end of the stream.
-
-        The plaintext becomes readable only after both: a byte after the last
-        frame fails the message, and the verified plaintext is wiped.
-        """
+        head = memoryview(bytes(head))
         body = self._read_into(self._room(length + TAG_LENGTH))
         out = self._plaintext_room(length)
-        _open_into(self._slot.aead, memoryview(iv), body, aad, out)
+        self._slot.open_non_framed(head, body, out)
+        self._end_of_message(out)
+
+    def _end_of_message(self, verified: memoryview) -> None:
+        """The stream must end with the last frame: a byte after it fails the message, and wipes `verified`.
+
+        Only then does the last frame's plaintext become readable.
+        """
         if read_some(self._stream, self._room(1)) != 0:
-            _wipe(out)
+            wipe(verified)
             raise AuthenticationError
         self._done = True
-        self._start, self._end = 0, length
+        self._start, self._end = 0, len(verified)

@@ -15,6 +15,8 @@ import tracemalloc
 from collections.abc import Iterable, Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dataplane.format import MESSAGE_ID_LENGTH, Limits, read_header
 from dataplane.hazmat import BufferSource, MessageReader, SequentialMessageReader
@@ -337,3 +339,43 @@ def test_seekable_inputs_still_get_the_random_access_reader() -> None:
         reader = decrypt_message(source, resolve)
         assert isinstance(reader, MessageReader)
         assert reader.seekable()
+
+
+def _outcome(read: object) -> object:
+    try:
+        return read()  # type: ignore[operator]
+    except EnvelopeError as error:
+        return type(error)
+
+
+@given(
+    edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), max_size=3),
+    cut=st.integers(min_value=0, max_value=400),
+    extra=st.binary(max_size=3),
+    size=st.integers(min_value=0, max_value=70),
+    non_framed=st.booleans(),
+)
+def test_the_stream_reader_agrees_with_the_random_access_reader(
+    edits: list[tuple[int, int]], cut: int, extra: bytes, size: int, non_framed: bool
+) -> None:
+    """On mutated messages: the same plaintext, or the same error type, from both readers.
+
+    One difference is by design: a damaged non-framed length field. The
+    random-access reader computes the content length from the object size and
+    finds the stored one differs (`AuthenticationError`); a stream has no
+    size, so a stored length over `max_non_framed_size` is refused as over
+    the limit (`FormatError`) before anything that long is read.
+    """
+    pt = plaintext_of(size)
+    if non_framed:
+        message = bytearray(ref_message(KEY, MESSAGE_ID, CONTEXT, EDKS, 0, pt, non_framed=True))
+    else:
+        message = bytearray(write_message(pt, 16))
+    for offset, xor in edits:
+        message[offset % len(message)] ^= xor
+    data = bytes(message[: max(0, len(message) - cut % 8)]) + extra
+    random_access = _outcome(lambda: decrypt_message(data, resolve).read())
+    sequential = _outcome(lambda: decrypt_message(stream_of(data, max_read=13), resolve).read())
+    if non_framed and (sequential, random_access) == (FormatError, AuthenticationError):
+        return
+    assert sequential == random_access

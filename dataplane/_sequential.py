@@ -114,8 +114,11 @@ class SequentialMessageReader(io.BufferedIOBase):
         self._check()
         if size is None or size < 0:
             return self.readall()
-        out = bytearray(size)
-        return bytes(out[: self.readinto(out)])
+        chunks = []
+        while size > 0 and self._guard(self._fill):  # nothing is allocated ahead for a large `size`
+            chunks.append(self._take(min(size, self._end - self._start)))
+            size -= len(chunks[-1])
+        return b"".join(chunks)
 
     def readall(self) -> bytes:
         self._check()

@@ -199,6 +199,13 @@ def test_reads_of_any_size_return_the_plaintext_in_order(reads: list[int]) -> No
     assert reader2.readinto1(bytearray(1000)) == F - 3
 
 
+def test_a_huge_read_size_allocates_nothing_ahead() -> None:
+    pt = plaintext_of(3 * F + 1)
+    reader = decrypt_message(stream_of(write_message(pt, F)), resolve)
+    assert reader.read(1 << 60) == pt
+    assert reader.read(1 << 60) == b""
+
+
 def test_other_shapes_the_format_allows_are_read() -> None:
     pt = plaintext_of(3 * F)
     full_final = ref_message(KEY, MESSAGE_ID, CONTEXT, EDKS, F, pt, full_final_frame=True)

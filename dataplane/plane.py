@@ -33,8 +33,8 @@ import attrs
 
 from dataplane.cache import CacheStats, DataKeyCache
 from dataplane.format import DEFAULT_FRAME_LENGTH, Limits, MessageHeader, read_header
+from dataplane.hazmat import MessageReader, MessageWriter, check_frame_length, check_threads
 from dataplane.materials import Generation, KeyMaterials, KeyService, ReadMaterials, message_provider_id
-from dataplane.stream import MessageReader, MessageWriter, check_frame_length, check_threads
 from dataplane.trust import ExpectedContainer, KeyTrust
 from envelope.containers import read_container_header, read_generation_records
 from envelope.datakey import DataKey, DataKeyDecryptor

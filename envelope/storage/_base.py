@@ -33,6 +33,7 @@ __all__ = [
     "OPEN",
     "BytesLike",
     "ObjectWriter",
+    "ObjectReader",
     "RandomAccessReader",
     "Store",
     "StickyWriterState",
@@ -121,14 +122,6 @@ class RandomAccessReader(Protocol):
     @property
     def size(self) -> int: ...
 
-    @property
-    def version(self) -> str:
-        """An opaque token for the version of the object this reader reads (S3: its ETag).
-
-        Pass it as `open_writer(..., if_match=version)` to replace exactly this version.
-        """
-        ...
-
     def readinto_at(self, offset: int, buf: memoryview, /) -> int:
         """Fill buf from offset; returns bytes read (fewer only at end of object)."""
         ...
@@ -138,6 +131,18 @@ class RandomAccessReader(Protocol):
     def __enter__(self) -> RandomAccessReader: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+class ObjectReader(RandomAccessReader, Protocol):
+    """A store's reader: positional reads of one stored version of an object."""
+
+    @property
+    def version(self) -> str:
+        """An opaque token for the version this reader reads (S3: its ETag; locally inode and mtime).
+
+        Pass it as `open_writer(..., if_match=version)` to replace exactly this version.
+        """
+        ...
 
 
 @runtime_checkable
@@ -165,7 +170,7 @@ class Store(Protocol):
         """
         ...
 
-    def open_reader(self, name: str) -> RandomAccessReader: ...
+    def open_reader(self, name: str) -> ObjectReader: ...
 
     def exists(self, name: str) -> bool: ...
 

@@ -477,3 +477,44 @@ def test_complete_refuses_a_missing_part_and_aborts(monkeypatch: pytest.MonkeyPa
     assert stub.aborted == 1
     with pytest.raises(StorageError, match="expected 1-3"):
         writer.commit()  # sticky
+
+
+# -- the same faults seen through the planes: the container header -----------------------------------
+
+
+@pytest.fixture
+def planes(client: Any, server_kms_client: Any) -> tuple[Any, Any, str]:
+    from controlplane import ControlPlane
+    from dataplane import DataPlane
+    from envelope.kms import AwsKms
+
+    kms = AwsKms(server_kms_client)
+    arn: str = server_kms_client.create_key()["KeyMetadata"]["Arn"]
+    return ControlPlane(kms, client), DataPlane(kms, client), arn
+
+
+def test_create_container_retried_on_conflict_stores_the_whole_header(
+    client: Any, bucket: str, planes: tuple[Any, Any, str]
+) -> None:
+    control, data, arn = planes
+    faults = BodyFaults(client, "PutObject", first_attempts(1, conflict))
+    control.create_container(f"s3://{bucket}/t", arn)
+    first, second = faults.bodies[0]
+    assert first == second != b""
+    assert raw_get(client, bucket, "t/container.json") == first
+    container = data.open(f"s3://{bucket}/t")
+    container.put("obj", b"hello")
+    assert container.get("obj") == b"hello"
+
+
+def test_create_container_whose_answer_was_lost_is_created(
+    client: Any, bucket: str, planes: tuple[Any, Any, str]
+) -> None:
+    control, data, arn = planes
+    lose = LoseFirstResponse(client, "PutObject")
+    try:
+        control.create_container(f"s3://{bucket}/t", arn)  # not ContainerExistsError
+    finally:
+        lose.close()
+    assert lose.delivered == [200]
+    assert list(data.open(f"s3://{bucket}/t").list()) == []  # a complete, readable header

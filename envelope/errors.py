@@ -29,6 +29,7 @@ __all__ = [
     "NotFoundError",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "ObjectTooLargeError",
     "StorageError",
     "ThrottlingError",
     "UnsupportedFormatError",
@@ -81,6 +82,10 @@ class ObjectExistsError(StorageError, FileExistsError):
 
 class ObjectNotFoundError(StorageError, FileNotFoundError):
     """The object (or container) does not exist."""
+
+
+class ObjectTooLargeError(StorageError):
+    """An object is larger than the caller's `max_size`; it was not read."""
 
 
 class ContainerExistsError(ObjectExistsError):

@@ -39,17 +39,12 @@ from envelope.storage._base import (
     ABORTED,
     COMMITTED,
     OPEN,
+    BaseStore,
     BytesLike,
     StickyWriterState,
     as_byte_view,
 )
-from envelope.storage.names import (
-    MAX_NAME_BYTES,
-    is_valid_name,
-    validate_directory_prefix,
-    validate_name,
-    validate_prefix,
-)
+from envelope.storage.names import MAX_NAME_BYTES, is_valid_name, validate_name
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -252,7 +247,7 @@ class _ViewBody(io.RawIOBase):
         return n
 
 
-class S3Store:
+class S3Store(BaseStore):
     """Objects stored as S3 objects `prefix + name` in `bucket`, through the caller's boto3 client.
 
     Thread-safe (boto3 clients are). `part_size` bounds a writer's memory
@@ -354,9 +349,8 @@ class S3Store:
     def open_writer(self, name: str, *, overwrite: bool = False) -> S3ObjectWriter:
         return S3ObjectWriter(self, name, self._key(name), overwrite=overwrite)
 
-    def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None:
+    def _put(self, name: str, view: memoryview, *, overwrite: bool) -> None:
         key = self._key(name)
-        view = as_byte_view(data)
         if view.nbytes > self._threshold:
             with S3ObjectWriter(self, name, key, overwrite=overwrite) as writer:
                 writer.write(view)
@@ -404,27 +398,17 @@ class S3Store:
             raise StorageError(f"S3 HeadObject for {name!r} answered without an ETag")
         return S3Reader(self, name, key, size=_content_length(head, "HeadObject", name), etag=etag)
 
-    def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes:
+    def _read_all(self, name: str, max_size: int | None) -> bytes:
         key = self._key(name)
-        if max_size is not None:
-            _positive_int(max_size, "max_size")
         with _translated("GetObject", name):
             response = self._client.get_object(Bucket=self._bucket, Key=key)
             body = response["Body"]
             try:
                 size = _content_length(response, "GetObject", name)
-                if max_size is not None and size > max_size:
-                    raise StorageError(f"{name!r} is {size} bytes, more than max_size={max_size}")
+                self._check_max_size(name, size, max_size)
                 return _read_exactly(body, size, name)
             finally:
                 body.close()
-
-    def exists(self, name: str) -> bool:
-        try:
-            self.size(name)
-        except ObjectNotFoundError:
-            return False
-        return True
 
     def size(self, name: str) -> int:
         key = self._key(name)
@@ -442,20 +426,12 @@ class S3Store:
 
     # -- listing -------------------------------------------------------------------------------
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        validate_prefix(prefix)
-        return self._list(prefix)
-
     def _list(self, prefix: str) -> Iterator[str]:
         for page in self._pages(prefix, delimiter=False):
             for item in page.get("Contents", ()):
                 name = item["Key"][len(self._prefix) :]
                 if is_valid_name(name):
                     yield name
-
-    def list_children(self, prefix: str = "") -> Iterator[str]:
-        validate_directory_prefix(prefix)
-        return self._list_children(prefix)
 
     def _list_children(self, prefix: str) -> Iterator[str]:
         cut = len(self._prefix)
@@ -742,17 +718,6 @@ class S3ObjectWriter(StickyWriterState):
         self._free = []
         self._buffer = memoryview(bytearray(0))
         self._filled = 0
-
-    def __enter__(self) -> S3ObjectWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._state != OPEN:
-            return
-        if exc and exc[0] is not None:
-            self.abort()
-        else:
-            self.commit()
 
 
 class S3Reader:

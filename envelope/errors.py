@@ -32,6 +32,7 @@ __all__ = [
     "ObjectChangedError",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "ObjectTooLargeError",
     "StorageError",
     "ThrottlingError",
     "UnboundObjectError",
@@ -106,6 +107,10 @@ class ObjectChangedError(StorageError):
 
 class ObjectNotFoundError(StorageError, FileNotFoundError):
     """The object (or container) does not exist."""
+
+
+class ObjectTooLargeError(StorageError):
+    """An object is larger than the caller's `max_size`; it was not read."""
 
 
 class ContainerExistsError(ObjectExistsError):

@@ -22,10 +22,14 @@ __all__ = [
     "InvalidKeyUsageError",
     "KMSInternalError",
     "KMSInvalidStateError",
+    "KeyRegionMismatchError",
     "KeyUnavailableError",
     "KeystoreError",
     "KmsConnectionError",
     "KmsError",
+    "KmsInvalidResponseError",
+    "KmsNotFoundError",
+    "KmsTransientError",
     "NotFoundError",
     "ObjectExistsError",
     "ObjectNotFoundError",
@@ -43,6 +47,25 @@ class EnvelopeError(Exception):
 
 class ValidationError(EnvelopeError, ValueError):
     """A caller passed a bad argument. Raised before any I/O or network call."""
+
+
+class KeyRegionMismatchError(ValidationError):
+    """A key ARN names another Region than the KMS client's, and the key is not a multi-Region key.
+
+    A single-Region key exists in one Region only, so no Decrypt in the
+    client's Region can use it; raised before any network call. Use a client
+    in `key_region`, or a multi-Region key (its replica in the client's
+    Region is used).
+    """
+
+    def __init__(self, key_arn: str, key_region: str, client_region: str) -> None:
+        self.key_arn = key_arn
+        self.key_region = key_region
+        self.client_region = client_region
+        super().__init__(
+            f"key {key_arn} is in region {key_region} but the KMS client is in region {client_region}; "
+            f"only a multi-Region key (mrk-...) can be used from another region"
+        )
 
 
 class FormatError(EnvelopeError):
@@ -161,8 +184,14 @@ class KMSInvalidStateError(KmsError):
     code = "KMSInvalidStateException"
 
 
-class NotFoundError(KmsError):
+class KmsNotFoundError(KmsError):
+    """KMS has no such key or alias (NotFoundException)."""
+
     code = "NotFoundException"
+
+
+# The name DESIGN's smoke test (and earlier releases) import; the same class.
+NotFoundError = KmsNotFoundError
 
 
 class InvalidCiphertextError(KmsError):
@@ -191,6 +220,29 @@ class KmsConnectionError(KmsError):
     default_http_status = None
 
 
+class KmsTransientError(KmsError):
+    """KMS (or a proxy in front of it) answered 500, 502, 503 or 504 without a recognised KMS error code.
+
+    `code` is what botocore made of the response: the unrecognised error code,
+    or the HTTP status as a string ("503") when the body named none.
+    """
+
+    code = "ServiceUnavailable"
+    retryable = True
+    default_http_status = 503
+
+
+class KmsInvalidResponseError(KmsError):
+    """KMS answered, but the answer is malformed or not for the key asked for (code ``InvalidResponse``).
+
+    Not retried: a well-behaved KMS never sends one, so a second attempt would
+    most likely meet the same broken or hostile endpoint.
+    """
+
+    code = "InvalidResponse"
+    default_http_status = None
+
+
 _BY_CODE: dict[str, type[KmsError]] = {
     cls.code: cls
     for cls in (
@@ -201,7 +253,7 @@ _BY_CODE: dict[str, type[KmsError]] = {
         KeyUnavailableError,
         KMSInternalError,
         KMSInvalidStateError,
-        NotFoundError,
+        KmsNotFoundError,
         InvalidCiphertextError,
         IncorrectKeyError,
         AccessDeniedError,
@@ -216,11 +268,25 @@ _BY_CODE["403"] = AccessDeniedError
 _BY_CODE["AccessDenied"] = AccessDeniedError
 
 
+# HTTP statuses that say "try again" whatever the body: throttling, and the 5xx a front end or
+# proxy answers when KMS is briefly unreachable or overloaded (often with no KMS error body at all).
+TRANSIENT_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
 def kms_error_for_code(
     code: str, message: str = "", *, http_status: int | None = None, operation: str | None = None
 ) -> KmsError:
-    """Build the typed error for a KMS error code (unknown codes give a plain `KmsError`)."""
+    """Build the typed error for a KMS error code.
+
+    A recognised code decides alone (a DisabledException is never retried,
+    whatever its status). An unrecognised code (or none: botocore then uses
+    the status, "503") is retried when the HTTP status is transient: 429
+    gives a `ThrottlingError`, 500/502/503/504 a `KmsTransientError`; any
+    other gives a plain, non-retryable `KmsError`.
+    """
     cls = _BY_CODE.get(code)
+    if cls is None and http_status in TRANSIENT_HTTP_STATUSES:
+        cls = ThrottlingError if http_status == 429 else KmsTransientError
     if cls is None:
         return KmsError(message, code=code, http_status=http_status, operation=operation)
     return cls(message, code=code, http_status=http_status, operation=operation)

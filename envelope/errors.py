@@ -263,6 +263,9 @@ _BY_CODE: dict[str, type[KmsError]] = {
 # Throttling arrives under several codes depending on the service front end.
 for _alias in ("Throttling", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException"):
     _BY_CODE[_alias] = ThrottlingError
+# Codes botocore's own retry logic treats as transient: a front end's request timeouts.
+for _alias in ("RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"):
+    _BY_CODE[_alias] = KmsTransientError
 # moto's IAM enforcement reports denial as code "403"; real KMS says AccessDeniedException.
 _BY_CODE["403"] = AccessDeniedError
 _BY_CODE["AccessDenied"] = AccessDeniedError

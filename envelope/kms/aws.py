@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, HTTPClientError, SSLError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSLError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.parsers import ResponseParserError
 
@@ -117,6 +117,9 @@ def _translate(operation: str, exc: Exception) -> KmsError:
         return err
     if isinstance(exc, _CONNECTION_ERRORS) and not isinstance(exc, SSLError):
         return KmsConnectionError(type(exc).__name__, operation=operation)
+    if isinstance(exc, BotoCoreError):
+        # Credentials, endpoint resolution, ...: botocore's message says what to fix.
+        return KmsError(str(exc), code=type(exc).__name__, http_status=None, operation=operation)
     if isinstance(exc, _MALFORMED_RESPONSE_ERRORS):
         # Only the exception's type: its message may quote the body.
         return KmsInvalidResponseError(f"invalid response: unparseable ({type(exc).__name__})", operation=operation)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import traceback
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import (
     ConnectionClosedError,
@@ -33,10 +31,10 @@ from botocore.exceptions import (
 from envelope import errors
 from envelope.kms import AwsKms, RetryPolicy
 from tests.conftest import REGION
+from tests.support.crafted import CraftedKms, always, first
 
 GENERATE = "GenerateDataKeyWithoutPlaintext"
 DECRYPT = "Decrypt"
-JSON_HEADERS = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "crafted-0000"}
 PLAINTEXT_MARKER = b"\x5aK" * 16  # 32 bytes a test can look for
 
 
@@ -63,62 +61,6 @@ def policy(clock: FakeClock, attempts: int) -> RetryPolicy:
         sleep=clock.sleep,
         rng=lambda: 1.0,
     )
-
-
-class _Body:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterable[bytes]:
-        yield self._body
-
-    def read(self, *_: Any, **__: Any) -> bytes:
-        body, self._body = self._body, b""
-        return body
-
-
-# What the hook does for one attempt: None lets it through (to moto), a (status, body) pair is
-# answered as that HTTP response, an exception is raised as if the HTTP layer had raised it.
-Action = tuple[int, bytes] | Exception | None
-
-
-class CraftedKms:
-    """Answers each attempt of a boto3 KMS client per `script(op, n)` (n: 0-based per operation)."""
-
-    def __init__(self, client: Any, script: Callable[[str, int], Action]) -> None:
-        self.script = script
-        self.sent: list[str] = []
-        self.bodies: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        client.meta.events.register_first("before-send.kms", self._before_send)
-
-    def _before_send(self, request: Any, **_: Any) -> AWSResponse | None:
-        target = request.headers.get("X-Amz-Target", b"")
-        op = (target.decode() if isinstance(target, bytes) else str(target)).rsplit(".", 1)[-1]
-        with self._lock:
-            n = self.sent.count(op)
-            self.sent.append(op)
-            self.bodies.append(json.loads(request.body or b"{}"))
-            action = self.script(op, n)
-        if action is None:
-            return None
-        if isinstance(action, Exception):
-            raise action
-        status, body = action
-        return AWSResponse(request.url, status, JSON_HEADERS, _Body(body))
-
-    def count(self, op: str | None = None) -> int:
-        with self._lock:
-            return len(self.sent) if op is None else self.sent.count(op)
-
-
-def first(n: int, action: Action, op: str | None = None) -> Callable[[str, int], Action]:
-    """The first `n` attempts of `op` (any operation when None) get `action`; the rest go through."""
-    return lambda name, i: action if (op is None or name == op) and i < n else None
-
-
-def always(action: Action) -> Callable[[str, int], Action]:
-    return lambda _name, _i: action
 
 
 def client_with(moto_aws: None, retries: dict[str, Any]) -> Any:

@@ -50,12 +50,13 @@ class ValidationError(EnvelopeError, ValueError):
 
 
 class KeyRegionMismatchError(ValidationError):
-    """A key ARN names another Region than the KMS client's, and the key is not a multi-Region key.
+    """A key ARN names another region than the KMS client's, and no replica can stand in for it.
 
-    A single-Region key exists in one Region only, so no Decrypt in the
-    client's Region can use it; raised before any network call. Use a client
-    in `key_region`, or a multi-Region key (its replica in the client's
-    Region is used).
+    A single-Region key exists in one region only, and no key crosses
+    partitions (aws, aws-cn, aws-us-gov...), so no Decrypt in the client's
+    region can use it; raised before any network call. Use a client in
+    `key_region`, or a multi-Region key (its replica in the client's region
+    is used).
     """
 
     def __init__(self, key_arn: str, key_region: str, client_region: str) -> None:
@@ -64,7 +65,7 @@ class KeyRegionMismatchError(ValidationError):
         self.client_region = client_region
         super().__init__(
             f"key {key_arn} is in region {key_region} but the KMS client is in region {client_region}; "
-            f"only a multi-Region key (mrk-...) can be used from another region"
+            f"only a multi-Region key (mrk-...) of the same partition can be used from another region"
         )
 
 

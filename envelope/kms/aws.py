@@ -247,9 +247,11 @@ class AwsKms:
         if region is None or v.key_id_form(key_id) != "key-arn":
             return key_id
         arn = parse_key_arn(key_id)
-        if arn.region == region:
+        partition = self.partition
+        if arn.region == region and (partition is None or arn.partition == partition):
             return key_id
-        if not arn.is_mrk:
+        if not arn.is_mrk or (partition is not None and arn.partition != partition):
+            # No replica can help: a single-Region key lives in one region, and no key crosses partitions.
             raise KeyRegionMismatchError(key_id, arn.region, region)
         return arn.in_region(region)
 

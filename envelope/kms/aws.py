@@ -1,11 +1,14 @@
 """`AwsKms`: the two KMS operations over a caller's boto3 KMS client.
 
 The caller owns the client (endpoint, region, credentials, botocore retry
-config). This adapter validates every request before it is sent, validates
-every response, maps every KMS error code to its typed exception, and retries
-only what the KMS API says may be retried (see `_retry`). It never logs or
-stores key material; the plaintext from Decrypt goes straight into a
-`DataKey` holder.
+config). This adapter validates every request before it is sent, and treats
+KMS as a peer that may fail or lie: every answer is validated (shape,
+bounds, and that its KeyId is the key asked for), every failure becomes a
+typed `KmsError` (HTTP statuses without a KMS code and connection failures
+included), and only what may heal is retried (see `_retry`). A multi-Region
+key ARN of another region is sent to its replica in the client's region. It
+never logs or stores key material; the plaintext from Decrypt goes straight
+into a `DataKey` holder.
 """
 
 from __future__ import annotations

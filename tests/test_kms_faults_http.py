@@ -136,6 +136,15 @@ def test_transient_status_gives_up_after_the_bound_with_a_typed_error(
     assert GENERATE in str(info.value)
 
 
+def test_an_endless_error_message_is_cut_short(kms_client: Any, arn: str) -> None:
+    body = json.dumps({"__type": "ServiceUnavailableException", "message": "m" * 1_000_000}).encode()
+    CraftedKms(kms_client, always((503, body)))
+    with pytest.raises(errors.KmsTransientError) as info:
+        AwsKms(kms_client, retry=policy(FakeClock(), attempts=1)).generate_data_key_without_plaintext(arn)
+    assert len(str(info.value)) < 1024
+    assert "(truncated)" in str(info.value)
+
+
 BOTOCORE_ON = [
     pytest.param({"mode": "standard", "total_max_attempts": 3}, id="standard-3"),
     pytest.param({"mode": "legacy", "max_attempts": 2}, id="legacy-3"),

@@ -87,6 +87,7 @@ _MALFORMED_RESPONSE_ERRORS = (ResponseParserError, ValueError, TypeError, Attrib
 # reports its retries on a ClientError (`RetryAttempts`) but not on an exception such as a
 # connection error; this count covers both.
 _ATTEMPTS = threading.local()
+_MESSAGE_MAX = 512
 _COUNTER_ID = "envelope.kms.aws.count-attempts"
 
 
@@ -109,8 +110,11 @@ def _translate(operation: str, exc: Exception) -> KmsError:
         error = exc.response.get("Error", {})
         meta = exc.response.get("ResponseMetadata", {})
         code = str(error.get("Code") or "Unknown")
-        # KMS messages name keys and ARNs, never key bytes; keep them for operators.
+        # KMS messages name keys and ARNs, never key bytes; keep them for operators (bounded:
+        # a misbehaving endpoint may send a page of HTML, or megabytes, as its message).
         message = str(error.get("Message") or "")
+        if len(message) > _MESSAGE_MAX:
+            message = message[:_MESSAGE_MAX] + "... (truncated)"
         status = meta.get("HTTPStatusCode")
         err = kms_error_for_code(
             code, message, http_status=status if isinstance(status, int) else None, operation=operation

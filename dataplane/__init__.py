@@ -10,7 +10,7 @@ import it.
 from dataplane.cache import CacheStats, DataKeyCache
 from dataplane.format import DEFAULT_FRAME_LENGTH, EncryptedDataKey, Limits, MessageHeader
 from dataplane.message import decrypt_message
-from dataplane.plane import Container, DataPlane, ObjectInfo, VerifyResult
+from dataplane.plane import Container, DataPlane, ObjectInfo, RekeyReport, VerifyResult
 from dataplane.stream import BufferSource, MessageReader, MessageWriter
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "MessageReader",
     "MessageWriter",
     "ObjectInfo",
+    "RekeyReport",
     "VerifyResult",
     "decrypt_message",
 ]

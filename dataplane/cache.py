@@ -9,8 +9,15 @@ Bounded by entries (LRU), age, and use (messages and bytes encrypted under a
 cached key). A container's data key never changes, so the use bounds do not
 rotate keys; they force a fresh Decrypt, which is when KMS re-checks that the
 caller may still use the key (a disabled key or revoked grant takes effect
-within the bound). Evicted keys are wiped (best effort). Keys never appear in
-reprs, logs or exceptions; the counters are safe to export.
+within the bound). Keys never appear in reprs, logs or exceptions; the
+counters are safe to export.
+
+Eviction never wipes. Evicting (age, use, LRU, `invalidate`, `clear`) only
+drops the cache's reference to the `DataKey`; operations that already hold
+the key finish with it, and the key wipes itself when its last holder lets
+go (see `envelope.datakey.DataKey`). A key nobody holds is wiped at once.
+This is what keeps a writer from ever sealing under a half-wiped key while
+another thread evicts it.
 """
 
 from __future__ import annotations
@@ -73,7 +80,8 @@ class DataKeyCache:
             raise ValidationError("max_age must be a positive number of seconds")
         self.max_entries, self.max_age = max_entries, float(max_age)
         self.max_messages, self.max_bytes = max_messages, max_bytes
-        self._clock = clock
+        self.clock = clock
+        """The cache's clock (monotonic seconds); containers age their view of the generations by it."""
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._flights: dict[Hashable, _Flight] = {}
@@ -89,17 +97,16 @@ class DataKeyCache:
 
     def _fresh(self, entry: _Entry) -> bool:
         return (
-            self._clock() - entry.created < self.max_age
+            self.clock() - entry.created < self.max_age
             and entry.messages < self.max_messages
             and entry.bytes < self.max_bytes
             and not entry.key.wiped
         )
 
     def _evict(self, cache_key: Hashable) -> None:
-        entry = self._entries.pop(cache_key, None)
-        if entry is not None:
+        # Drop the reference only: a holder may be mid-operation (the key wipes itself after the last one).
+        if self._entries.pop(cache_key, None) is not None:
             self._evictions += 1
-            entry.key.wipe()
 
     def get(self, cache_key: Hashable, load: Callable[[], DataKey]) -> DataKey:
         """The cached key for cache_key, calling `load` (one KMS Decrypt) at most once concurrently."""
@@ -138,7 +145,7 @@ class DataKeyCache:
                 del self._flights[cache_key]
             flight.done.set()
             raise
-        entry = _Entry(key, self._clock())
+        entry = _Entry(key, self.clock())
         with self._lock:
             del self._flights[cache_key]
             self._entries[cache_key] = entry
@@ -157,11 +164,12 @@ class DataKeyCache:
                 entry.bytes += nbytes
 
     def invalidate(self, cache_key: Hashable) -> None:
+        """Forget one cached key (the next use calls KMS again)."""
         with self._lock:
             self._evict(cache_key)
 
     def clear(self) -> None:
-        """Drop and wipe every cached key."""
+        """Forget every cached key; each is wiped as soon as no operation holds it (at once if none does)."""
         with self._lock:
             for k in list(self._entries):
                 self._evict(k)

@@ -12,10 +12,12 @@ __all__ = [
     "AuthenticationError",
     "ContainerExistsError",
     "ContainerNotFoundError",
+    "DataKeyWipedError",
     "DependencyTimeoutError",
     "DisabledError",
     "EnvelopeError",
     "FormatError",
+    "GenerationInUseError",
     "IncorrectKeyError",
     "InvalidCiphertextError",
     "InvalidGrantTokenError",
@@ -31,6 +33,7 @@ __all__ = [
     "KmsNotFoundError",
     "KmsTransientError",
     "NotFoundError",
+    "ObjectChangedError",
     "ObjectExistsError",
     "ObjectNotFoundError",
     "StorageError",
@@ -95,12 +98,29 @@ class AuthenticationError(EnvelopeError):
         super().__init__(message or self.MESSAGE)
 
 
+class DataKeyWipedError(EnvelopeError):
+    """A data key was used after its owner wiped it.
+
+    The library never wipes a key that an operation may still hold (see
+    `envelope.datakey.DataKey`), so this reaches callers only when their own
+    code wiped a key it had been handed and then used it.
+    """
+
+
+class GenerationInUseError(EnvelopeError):
+    """A data-key generation cannot be retired yet: objects or running writers may still use it."""
+
+
 class StorageError(EnvelopeError):
     """A storage backend failed; the underlying cause is chained (`__cause__`)."""
 
 
 class ObjectExistsError(StorageError, FileExistsError):
     """A create-only write found the object already there. Nothing was changed."""
+
+
+class ObjectChangedError(StorageError):
+    """A conditional replace found another version of the object (or none): nothing was written."""
 
 
 class ObjectNotFoundError(StorageError, FileNotFoundError):

@@ -121,6 +121,14 @@ class RandomAccessReader(Protocol):
     @property
     def size(self) -> int: ...
 
+    @property
+    def version(self) -> str:
+        """An opaque token for the version of the object this reader reads (S3: its ETag).
+
+        Pass it as `open_writer(..., if_match=version)` to replace exactly this version.
+        """
+        ...
+
     def readinto_at(self, offset: int, buf: memoryview, /) -> int:
         """Fill buf from offset; returns bytes read (fewer only at end of object)."""
         ...
@@ -147,7 +155,15 @@ class Store(Protocol):
         """The whole object; StorageError (without reading it) if it is larger than max_size."""
         ...
 
-    def open_writer(self, name: str, *, overwrite: bool = False) -> ObjectWriter: ...
+    def open_writer(self, name: str, *, overwrite: bool = False, if_match: str | None = None) -> ObjectWriter:
+        """A streaming write of `name`, create-only unless `overwrite`.
+
+        With `if_match` (a reader's `version`; implies overwrite) the commit
+        replaces the object only if it is still that version, else raises
+        `ObjectChangedError` and publishes nothing: a concurrent overwrite or
+        delete is never lost.
+        """
+        ...
 
     def open_reader(self, name: str) -> RandomAccessReader: ...
 

@@ -16,7 +16,6 @@ strict provider (the oracle) decrypts an object envelope wrote, through the repl
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import os
 from pathlib import Path
@@ -188,13 +187,11 @@ def mrk(moto_aws: None) -> dict[str, str]:
 
 
 def data_plane(kms: AwsKms, key_arn: str) -> DataPlane:
-    # The strict key list (DESIGN §11) is passed where this DataPlane takes one.
-    if "key_ids" in inspect.signature(DataPlane).parameters:
-        return DataPlane(kms, key_ids=[key_arn])  # type: ignore[call-arg]
-    return DataPlane(kms)
+    return DataPlane(kms, key_ids=[key_arn])  # strict (DESIGN §11), matched MRK-aware
 
 
-def test_container_made_in_one_region_is_read_in_another(mrk: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("trusted", ["east", "west"], ids=["trusting-the-stored-arn", "trusting-the-replica"])
+def test_container_made_in_one_region_is_read_in_another(mrk: dict[str, str], tmp_path: Path, trusted: str) -> None:
     east_client = boto3.client("kms", region_name=EAST)
     west_client = boto3.client("kms", region_name=WEST)
     location = str(tmp_path / "c")
@@ -205,7 +202,7 @@ def test_container_made_in_one_region_is_read_in_another(mrk: dict[str, str], tm
         c.put("obj", data)
 
     east_sent, west_sent = CraftedKms(east_client, always(None)), CraftedKms(west_client, always(None))
-    with data_plane(AwsKms(west_client), mrk["east"]).open(location) as c:
+    with data_plane(AwsKms(west_client), mrk[trusted]).open(location) as c:
         assert c.get("obj") == data
     assert east_sent.count() == 0
     assert west_sent.sent == ["Decrypt"]

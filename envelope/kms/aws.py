@@ -283,11 +283,10 @@ class AwsKms:
             request["EncryptionContext"] = context
         if tokens:
             request["GrantTokens"] = tokens
-        response: Mapping[str, Any] | None = self._call(op, "decrypt", request)
+        response = self._call(op, "decrypt", request)
         plaintext: bytes | None = None
         failure: KmsError | None = None
         try:
-            assert response is not None
             returned = v.checked_response_key_arn(op, response)
             v.check_response_key(op, request.get("KeyId"), returned, region=self.region, partition=self.partition)
             plaintext = v.checked_response_blob(op, response, "Plaintext", v.PLAINTEXT_RANGE)

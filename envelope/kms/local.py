@@ -42,8 +42,9 @@ from envelope.errors import (
     IncorrectKeyError,
     InvalidCiphertextError,
     KeystoreError,
+    KmsInvalidResponseError,
     KMSInvalidStateError,
-    NotFoundError,
+    KmsNotFoundError,
     ValidationError,
 )
 
@@ -57,8 +58,9 @@ _NONCE = 12
 _TAG = 16
 _BLOB_HEADER = len(_BLOB_MAGIC) + 16 + _NONCE
 _ALIAS = re.compile(r"alias/[A-Za-z0-9/_-]{1,250}")
-_KEY_ARN_PREFIX = f"arn:aws:kms:{_REGION}:{_ACCOUNT}:key/"
-_ALIAS_ARN_PREFIX = f"arn:aws:kms:{_REGION}:{_ACCOUNT}:"
+_PARTITION = "aws"
+_KEY_ARN_PREFIX = f"arn:{_PARTITION}:kms:{_REGION}:{_ACCOUNT}:key/"
+_ALIAS_ARN_PREFIX = f"arn:{_PARTITION}:kms:{_REGION}:{_ACCOUNT}:"
 # Key ids as `create_key` makes them (str(uuid4())); anything else cannot name a key file.
 _CANONICAL_KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DESCRIPTION_MAX = 8192
@@ -200,7 +202,7 @@ class LocalKms:
         return _KEY_ARN_PREFIX + key_uuid
 
     def _resolve(self, key_id: str) -> dict[str, Any]:
-        """The key record for any of the four KeyId forms; NotFoundError if there is none."""
+        """The key record for any of the four KeyId forms; KmsNotFoundError if there is none."""
         form = v.key_id_form(key_id)
         target: str | None
         if form == "key-id":
@@ -217,8 +219,20 @@ class LocalKms:
                 target = self._aliases().get(alias) if self.path.exists() else None
         record = self._load_key(target) if target and _CANONICAL_KEY_ID.fullmatch(target) else None
         if record is None or (form == "key-arn" and record.get("arn") != key_id):
-            raise NotFoundError(f"key {key_id!r} does not exist in the local keystore")
+            raise KmsNotFoundError(f"key {key_id!r} does not exist in the local keystore")
         return record
+
+    @staticmethod
+    def _answered_arn(operation: str, key_id: str | None, record: dict[str, Any]) -> str:
+        """The ARN this keystore answers with, held to the rule AwsKms holds KMS to: a record
+        edited to name another account, region or key is an invalid response, not a key."""
+        arn = v.checked_response_key_arn(operation, {"KeyId": record.get("arn")})
+        v.check_response_key(operation, key_id, arn, region=_REGION, partition=_PARTITION)
+        if arn.account != _ACCOUNT or arn.resource_id != record.get("key_id"):
+            raise KmsInvalidResponseError(
+                "invalid response: the keystore record names another key than its own", operation=operation
+            )
+        return str(arn)
 
     @staticmethod
     def _require_usable(record: dict[str, Any]) -> None:
@@ -340,6 +354,7 @@ class LocalKms:
         spec, nbytes = v.validate_key_size(key_spec, number_of_bytes)
         record = self._resolve(key_id)
         self._require_usable(record)
+        arn = self._answered_arn("GenerateDataKeyWithoutPlaintext", key_id, record)
         key_uuid = uuid.UUID(record["key_id"]).bytes
         nonce = secrets.token_bytes(_NONCE)
         data_key = bytearray(secrets.token_bytes(v.key_length(spec, nbytes)))
@@ -349,7 +364,7 @@ class LocalKms:
             )
         finally:
             data_key[:] = bytes(len(data_key))
-        return GeneratedDataKey(_BLOB_MAGIC + key_uuid + nonce + sealed, str(record["arn"]))
+        return GeneratedDataKey(_BLOB_MAGIC + key_uuid + nonce + sealed, arn)
 
     def decrypt(
         self,
@@ -373,6 +388,7 @@ class LocalKms:
         if key_id is not None and self._resolve(key_id)["key_id"] != record["key_id"]:
             raise IncorrectKeyError("the ciphertext was not encrypted under the key given as KeyId")
         self._require_usable(record)
+        arn = self._answered_arn("Decrypt", key_id, record)
         nonce = blob[len(_BLOB_MAGIC) + 16 : _BLOB_HEADER]
         try:
             plaintext = AESGCM(base64.b64decode(record["material"])).decrypt(
@@ -381,6 +397,6 @@ class LocalKms:
         except InvalidTag:
             raise InvalidCiphertextError("the ciphertext or its encryption context is not valid") from None
         try:
-            return DataKey(plaintext, str(record["arn"]))
+            return DataKey(plaintext, arn)
         finally:
             del plaintext

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -77,6 +77,42 @@ class KeyInfo:
     aliases: tuple[str, ...]
     created_at: str
     deletion_date: str | None = None
+
+
+class _Material:
+    """A master key as stored (base64), whose repr, str and pickling never show it."""
+
+    __slots__ = ("_b64",)
+
+    def __init__(self, b64: str) -> None:
+        self._b64 = b64
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> _Material:
+        material = record.get("material")
+        if not isinstance(material, _Material):
+            raise KeystoreError(f"keystore record of {record.get('arn')} has no usable key material")
+        return material
+
+    def aead(self) -> AESGCM:
+        try:
+            return AESGCM(base64.b64decode(self._b64, validate=True))
+        except (ValueError, TypeError):
+            raise KeystoreError("a keystore record's key material is corrupt") from None
+
+    @staticmethod
+    def to_json(value: object) -> str:
+        if isinstance(value, _Material):
+            return value._b64
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    def __repr__(self) -> str:
+        return "<key material>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("key material cannot be pickled")
 
 
 def _context_aad(key_uuid: bytes, context: Mapping[str, str]) -> bytes:
@@ -160,7 +196,7 @@ class LocalKms:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(json.dumps(doc, indent=1, sort_keys=True).encode())
+                f.write(json.dumps(doc, indent=1, sort_keys=True, default=_Material.to_json).encode())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -196,7 +232,13 @@ class LocalKms:
             return None
         self._check_private(self.path, directory=True)
         doc = self._read_json(self._key_path(key_uuid))
-        return doc if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            return None
+        if isinstance(doc.get("material"), str):
+            # Held in a wrapper from here on: a record sits in frames that raise (disabled key, wrong
+            # context), and error trackers print those frames' locals.
+            doc["material"] = _Material(doc["material"])
+        return doc
 
     def _arn(self, key_uuid: str) -> str:
         return _KEY_ARN_PREFIX + key_uuid
@@ -257,7 +299,7 @@ class LocalKms:
             "created_at": self._clock().isoformat(),
             "deletion_date": None,
             "description": description,
-            "material": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "material": _Material(base64.b64encode(secrets.token_bytes(32)).decode()),
         }
         with self._mutating():
             if alias is not None and alias in self._aliases():
@@ -359,9 +401,7 @@ class LocalKms:
         nonce = secrets.token_bytes(_NONCE)
         data_key = bytearray(secrets.token_bytes(v.key_length(spec, nbytes)))
         try:
-            sealed = AESGCM(base64.b64decode(record["material"])).encrypt(
-                nonce, bytes(data_key), _context_aad(key_uuid, context)
-            )
+            sealed = _Material.of(record).aead().encrypt(nonce, bytes(data_key), _context_aad(key_uuid, context))
         finally:
             data_key[:] = bytes(len(data_key))
         return GeneratedDataKey(_BLOB_MAGIC + key_uuid + nonce + sealed, arn)
@@ -391,9 +431,7 @@ class LocalKms:
         arn = self._answered_arn("Decrypt", key_id, record)
         nonce = blob[len(_BLOB_MAGIC) + 16 : _BLOB_HEADER]
         try:
-            plaintext = AESGCM(base64.b64decode(record["material"])).decrypt(
-                nonce, blob[_BLOB_HEADER:], _context_aad(key_uuid, context)
-            )
+            plaintext = _Material.of(record).aead().decrypt(nonce, blob[_BLOB_HEADER:], _context_aad(key_uuid, context))
         except InvalidTag:
             raise InvalidCiphertextError("the ciphertext or its encryption context is not valid") from None
         try:

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from envelope_cli import control, data, keys
+from envelope_cli import control, data, keys, maintenance
 from envelope_cli.exitcodes import Terminated, exit_code_for, one_line
 from envelope_cli.output import Output
 from envelope_cli.session import KEYSTORE_ENV, Session, parse_kms
+from envelope_cli.trust import TrustOptions
 
 __all__ = ["build_parser", "main"]
 
@@ -94,17 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parsers(commands, common)
     control.add_parsers(commands, common)
     data.add_parsers(commands, common)
+    maintenance.add_parsers(commands, common)
     return parser
 
 
 def _run(args: argparse.Namespace, out: Output) -> int:
+    choice = parse_kms(args.kms)
     session = Session(
-        parse_kms(args.kms),
+        choice,
         region=args.region,
         profile=args.profile,
         endpoint_url=args.endpoint_url,
         grant_tokens=args.grant_token or (),
     )
+    # Only the data commands have trust options; they are judged before anything is touched.
+    if hasattr(args, "trusted_keys"):
+        session.trust = TrustOptions.from_args(args, choice.kind)
     code: int = args.run(session, out, args)
     return code
 

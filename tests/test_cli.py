@@ -217,7 +217,8 @@ def test_tampered_object_fails_with_3_and_leaves_no_output_file(cli: Cli, tmp_pa
     assert "authentication failed" in err
     assert not (tmp_path / "big.out").exists() and leftovers(tmp_path) == []
     (tmp_path / "big.out").write_bytes(b"previous contents")  # an existing file is left as it was
-    cli("get", "c", "big", "-o", "big.out", code=AUTH)
+    cli("get", "c", "big", "-o", "big.out", code=EXISTS)  # create-only, judged before any decryption
+    cli("get", "c", "big", "-o", "big.out", "--overwrite", code=AUTH)
     assert (tmp_path / "big.out").read_bytes() == b"previous contents" and leftovers(tmp_path) == []
 
     # To stdout: the frames before the bad one were released, then exit 3 says the output is incomplete.

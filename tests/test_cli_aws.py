@@ -25,7 +25,17 @@ def aws(tmp_path: Path, moto_server_url: str, server_kms_client: Any, server_s3_
     arn = server_kms_client.create_key(Description="envelope cli")["KeyMetadata"]["Arn"]
     alias = f"alias/cli-{uuid.uuid4().hex[:8]}"
     server_kms_client.create_alias(AliasName=alias, TargetKeyId=arn)
-    cli = Cli(tmp_path, "--kms", "aws", "--region", "us-east-1", "--endpoint-url", moto_server_url)
+    # Data commands in AWS mode must be told which keys to trust: here through the environment.
+    cli = Cli(
+        tmp_path,
+        "--kms",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        moto_server_url,
+        env={"ENVELOPE_KEY_IDS": arn},
+    )
     return {"cli": cli, "bucket": bucket, "arn": arn, "alias": alias, "s3": server_s3_client}
 
 

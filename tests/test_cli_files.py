@@ -347,3 +347,21 @@ def test_gc_never_removes_a_live_writers_temp_file(tmp_path: Path, monkeypatch: 
         assert files.find_stale_temp_files(str(tmp_path), 0, recursive=False) == []
         assert not files.remove_stale_temp_file(str(temp), 0)
     assert (tmp_path / "out").read_bytes() == b"in progress"
+
+
+def test_gc_of_a_local_container_uses_the_storage_layers_cleanup(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, "--kms", f"local:{tmp_path / 'keystore'}")
+    cli("key", "create", "--alias", "alias/k")
+    cli("create", "c", "--key", "alias/k")
+    cli("put", "c", "logs/a", stdin=b"kept")
+    stray = tmp_path / "c" / "objects" / "logs" / ".b.0123456789abcdef.tmp"  # a put killed mid-object
+    stray.write_bytes(b"ciphertext of a crashed put")
+    os.utime(stray, (0, 0))
+    listed = cli.json("gc", "c")  # default --older-than 1h; dry run
+    assert listed["stale"] == [str(stray)] and listed["removed"] == 0 and stray.exists()
+    assert cli.json("gc", "c", "--yes")["removed"] == 1 and not stray.exists()
+    assert cli("get", "c", "logs/a").stdout == b"kept"
+    cli("gc", "c", "--older-than", "soon", code=USAGE)
+    cli("gc", code=USAGE)  # neither a container nor --temp-files
+    cli("gc", "s3://bucket/c", code=USAGE)  # local only (S3: the bucket's lifecycle rule)
+    cli("gc", "not-a-container", code=NOT_FOUND)

@@ -65,14 +65,15 @@ class TrustOptions:
         return {"encryption_context": dict(self.expect_context) or None, "container_id": self.expect_container_id}
 
     def refusal_hint(self) -> str:
-        pins = [self.source]
+        pins = []
         if self.expect_context:
             pins.append("--expect-context")
         if self.expect_container_id is not None:
             pins.append("--expect-container-id")
+        pinned = f"; pinned by {' and '.join(pins)}" if pins else ""
         return (
-            f"refused before any KMS call: this is not the container {', '.join(pins)} said to trust "
-            "(its header may have been replaced by whoever can write the storage)"
+            f"refused before any KMS call (trusting {self.source}{pinned}): whoever can write the storage "
+            "can replace a container's header"
         )
 
     @classmethod
@@ -105,7 +106,7 @@ class TrustOptions:
                     ExitCode.USAGE,
                 )
             # The local keystore only ever holds its owner's keys: discovery within it is the default.
-            discovery, source = True, "the local keystore"
+            discovery, source = True, "discovery within the local keystore"
         for key in keys:
             if not key.startswith("arn:"):
                 raise CliError(

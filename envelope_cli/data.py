@@ -260,13 +260,14 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "put",
         parents=parents,
-        help="encrypt FILE (or stdin) into object NAME",
+        help="encrypt FILE (- for stdin) into object NAME",
         epilog=PUT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("name", metavar="NAME", help="object name (e.g. reports/q3.csv)")
-    p.add_argument("file", metavar="FILE", nargs="?", default="-", help="input file; - or absent: stdin")
+    # No default: reading the terminal because FILE was forgotten (or taken for an option) is never what was meant.
+    p.add_argument("file", metavar="FILE", help="input file, or - to read standard input")
     p.add_argument("--overwrite", action="store_true", help="replace NAME if it exists (default: refuse)")
     p.set_defaults(run=put)
 

@@ -83,6 +83,6 @@ def test_aws_mode_against_moto_server(aws: dict[str, Any], tmp_path: Path) -> No
     local = Cli(tmp_path, "--kms", f"local:{tmp_path / 'ks'}", "--endpoint-url", cli.options[-1])
     local("key", "create", "--alias", "alias/l")
     local("create", f"s3://{aws['bucket']}/tenants/local", "--key", "alias/l")
-    local("put", f"s3://{aws['bucket']}/tenants/local", "o", stdin=b"local key, S3 storage")
+    local("put", f"s3://{aws['bucket']}/tenants/local", "o", "-", stdin=b"local key, S3 storage")
     assert "use --kms local" in cli("get", f"s3://{aws['bucket']}/tenants/local", "o", code=KMS).stderr.decode()
     assert local("get", f"s3://{aws['bucket']}/tenants/local", "o").stdout == b"local key, S3 storage"

@@ -158,7 +158,7 @@ def test_dev_stdout_appends_to_the_shells_redirect_and_works_through_a_pipe(tmp_
     cli = Cli(tmp_path, "--kms", f"local:{tmp_path / 'keystore'}")
     cli("key", "create", "--alias", "alias/k")
     cli("create", "c", "--key", "alias/k")
-    cli("put", "c", "x", stdin=b"decrypted line\n")
+    cli("put", "c", "x", "-", stdin=b"decrypted line\n")
     log = tmp_path / "log.txt"
     log.write_bytes(b"earlier log line\n")
     log.chmod(0o644)
@@ -194,11 +194,11 @@ def test_double_dash_ends_the_options(tmp_path: Path) -> None:
     cli("create", "c", "--key", "alias/k")
     (tmp_path / "f.txt").write_bytes(b"f")
     (tmp_path / "-f.txt").write_bytes(b"dash")
-    # Without "--", --overwrite is the option and f.txt the NAME (read from stdin): not what was meant.
-    cli("put", "c", "--overwrite", "f.txt", stdin=b"stdin")
+    # Without "--", --overwrite is the option and f.txt the NAME, so FILE is missing: a usage error.
+    cli("put", "c", "--overwrite", "f.txt", code=USAGE)
     cli("put", "c", "--", "--overwrite", "f.txt")
     cli("put", "c", "n", "--", "-f.txt")
-    assert cli.json("ls", "c") == ["--overwrite", "f.txt", "n"]
+    assert cli.json("ls", "c") == ["--overwrite", "n"]
     assert cli("get", "c", "--", "--overwrite").stdout == b"f"
     assert cli("get", "c", "n").stdout == b"dash"
     assert '"--"' in cli("put", "--help").stdout.decode()
@@ -307,7 +307,7 @@ def big_object(tmp_path: Path) -> Cli:
     cli = Cli(tmp_path, "--kms", f"local:{tmp_path / 'keystore'}")
     cli("key", "create", "--alias", "alias/k")
     cli("create", "c", "--key", "alias/k")
-    cli("put", "c", "big", stdin=os.urandom(3 * MiB))
+    cli("put", "c", "big", "-", stdin=os.urandom(3 * MiB))
     (tmp_path / "out").mkdir()
     return cli
 
@@ -353,7 +353,7 @@ def test_gc_of_a_local_container_uses_the_storage_layers_cleanup(tmp_path: Path)
     cli = Cli(tmp_path, "--kms", f"local:{tmp_path / 'keystore'}")
     cli("key", "create", "--alias", "alias/k")
     cli("create", "c", "--key", "alias/k")
-    cli("put", "c", "logs/a", stdin=b"kept")
+    cli("put", "c", "logs/a", "-", stdin=b"kept")
     stray = tmp_path / "c" / "objects" / "logs" / ".b.0123456789abcdef.tmp"  # a put killed mid-object
     stray.write_bytes(b"ciphertext of a crashed put")
     os.utime(stray, (0, 0))

@@ -62,7 +62,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.Ca
     r = Run(capsysbinary, monkeypatch)
     assert r("key", "create", "--alias", "alias/k")[0] == 0
     assert r("create", "c", "--key", "alias/k", "--context", "tenant=acme")[0] == 0
-    assert r("put", "c", "x", stdin=b"payload")[0] == 0
+    assert r("put", "c", "x", "-", stdin=b"payload")[0] == 0
     (tmp_path / "notes.txt").write_bytes(b"notes")
     return r
 

@@ -8,10 +8,13 @@ design (the data key in it is encrypted under KMS).
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from envelope.header import SUITE_ID, ContainerHeader
+from envelope.header import HEADER_NAME, SUITE_ID, ContainerHeader
+from envelope.storage import parse_location
 from envelope_cli.exitcodes import CliError, ExitCode, exit_code_for, one_line
 from envelope_cli.output import Output
 from envelope_cli.session import Session
@@ -55,9 +58,29 @@ def _header_text(location: str, header: ContainerHeader) -> str:
     return "\n".join(lines)
 
 
+def _enclosing_container(session: Session, location: str) -> str | None:
+    """The URL of a container that LOCATION lies inside (c1/objects/x, c1/sub), if any."""
+    parsed = parse_location(location)
+    if parsed.kind == "file":
+        for parent in Path(os.path.abspath(parsed.path)).parents:
+            if os.path.lexists(parent / HEADER_NAME):
+                return parent.as_uri()
+        return None
+    parts = parsed.prefix.strip("/").split("/") if parsed.prefix else []
+    for depth in range(len(parts)):  # the bucket root, then each enclosing prefix (one HEAD each)
+        url = "/".join([f"s3://{parsed.bucket}", *parts[:depth]])
+        if session.store(url).exists(HEADER_NAME):
+            return url
+    return None
+
+
 def create(session: Session, out: Output, args: argparse.Namespace) -> int:
     context = parse_pairs(args.context, "--context")
     labels = parse_pairs(args.label, "--label")
+    enclosing = _enclosing_container(session, args.location)
+    if enclosing is not None:
+        # Its objects would live in the other container's tree (and `containers` would list both).
+        raise CliError(f"{args.location} is inside the container {enclosing}: containers cannot nest", ExitCode.USAGE)
     store = session.store(args.location)
     header = session.control_plane().create_container(
         store,

@@ -1,0 +1,82 @@
+"""The command line's second pass: no nested containers, one JSON document per command, the subcommand's own
+usage on a bad argument, and errors that name the operation, the path the user gave and the reason.
+
+In-process (`envelope_cli.main.main`); the S3 cases use the session's moto_server.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envelope_cli.main import main
+from tests.conftest import REGION
+
+OK, USAGE, NOT_FOUND, KMS, STORAGE = 0, 2, 4, 6, 7
+
+
+class Run:
+    def __init__(self, options: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+        self.options, self.monkeypatch, self.capsys = options, monkeypatch, capsys
+
+    def __call__(self, *argv: str, code: int = OK, stdin: bytes = b"") -> tuple[str, str]:
+        self.monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        try:
+            got = main([*self.options, *argv])
+        except SystemExit as e:
+            got = int(e.code or 0)
+        out, err = self.capsys.readouterr()
+        assert got == code, (argv, got, err)
+        return out, err
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    monkeypatch.chdir(tmp_path)
+    r = Run(["--kms", f"local:{tmp_path / 'keystore'}"], monkeypatch, capsys)
+    r("key", "create", "--alias", "alias/k")
+    r("create", "c1", "--key", "alias/k")
+    return r
+
+
+def test_a_container_cannot_be_created_inside_another(run: Run, tmp_path: Path) -> None:
+    for inside in (
+        "c1/objects/x",
+        "c1/sub",
+        "c1/sub/deeper",
+        str(tmp_path / "c1" / "objects"),
+        "file://" + str(tmp_path / "c1/x"),
+    ):
+        _, err = run("create", inside, "--key", "alias/k", code=USAGE)
+        assert f"is inside the container {(tmp_path / 'c1').as_uri()}" in err
+    assert sorted(p.name for p in (tmp_path / "c1").iterdir()) == ["container.json"]
+    run("create", "c2", "--key", "alias/k")  # a sibling is fine
+    run("create", "tenants/a", "--key", "alias/k")
+    assert len(json.loads(run("--json", "containers", ".")[0])) == 3
+
+
+@pytest.mark.server
+def test_a_container_cannot_be_created_inside_another_on_s3(
+    moto_server_url: str,
+    server_kms_client: Any,
+    server_s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bucket = f"envelope-nest-{uuid.uuid4().hex[:12]}"
+    server_s3_client.create_bucket(Bucket=bucket)
+    arn = server_kms_client.create_key()["KeyMetadata"]["Arn"]
+    run = Run(["--kms", "aws", "--region", REGION, "--endpoint-url", moto_server_url], monkeypatch, capsys)
+    run("create", f"s3://{bucket}/t/c1", "--key", arn)
+    for inside in (f"s3://{bucket}/t/c1/objects/x", f"s3://{bucket}/t/c1/sub/"):
+        _, err = run("create", inside, "--key", arn, code=USAGE)
+        assert f"is inside the container s3://{bucket}/t/c1" in err
+    run("create", f"s3://{bucket}/t/c2", "--key", arn)
+    keys = sorted(o["Key"] for o in server_s3_client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == ["t/c1/container.json", "t/c2/container.json"]

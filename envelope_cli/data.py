@@ -168,9 +168,17 @@ def rm(session: Session, out: Output, args: argparse.Namespace) -> int:
     for name in args.names:
         validate_name(name)
     container = session.browse_container(args.location)
-    for name in args.names:
-        container.delete(name)
-        out.status({"location": container.url, "removed": name}, f"removed {name}")
+    removed: list[str] = []
+    try:
+        for name in args.names:
+            container.delete(name)
+            removed.append(name)
+            if not out.json:
+                out.status(None, f"removed {name}")
+    finally:
+        # One JSON document, even when a later name failed: it says which names are gone.
+        if out.json:
+            out.document({"location": container.url, "removed": removed})
     return ExitCode.OK
 
 

@@ -117,7 +117,10 @@ def _run(args: argparse.Namespace, out: Output) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # The subcommand's own usage, not the top-level one, says what `envelope put` takes.
+        _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
@@ -137,6 +140,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that was given: `envelope key create ...` -> key create's."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if sub is None or chosen is None or chosen not in sub.choices:
+            return parser
+        parser = sub.choices[chosen]
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

@@ -135,7 +135,7 @@ def test_local_workflow_every_subcommand(cli: Cli, tmp_path: Path) -> None:
     assert cli("verify", "c", "logs/a.txt").stdout.decode().startswith("ok      logs/a.txt")
     assert cli("--quiet", "verify", "c").stdout == b""
 
-    assert cli.json("rm", "c", "logs/a.txt") == {"location": header["location"], "removed": "logs/a.txt"}
+    assert cli.json("rm", "c", "logs/a.txt") == {"location": header["location"], "removed": ["logs/a.txt"]}
     cli("rm", "c", "logs/b.txt", "empty")
     assert cli.json("ls", "c") == ["reports/q3.bin"]
 

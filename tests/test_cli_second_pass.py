@@ -80,3 +80,23 @@ def test_a_container_cannot_be_created_inside_another_on_s3(
     run("create", f"s3://{bucket}/t/c2", "--key", arn)
     keys = sorted(o["Key"] for o in server_s3_client.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == ["t/c1/container.json", "t/c2/container.json"]
+
+
+def test_rm_prints_one_json_document_even_when_a_name_fails(run: Run, tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        run("put", "c1", name, "-", stdin=b"x")
+    out, _ = run("--json", "rm", "c1", "a", "b")
+    assert json.loads(out) == {"location": (tmp_path / "c1").as_uri(), "removed": ["a", "b"]}
+    out, err = run("--json", "rm", "c1", "c", "missing", "never", code=NOT_FOUND)
+    assert json.loads(out) == {"location": (tmp_path / "c1").as_uri(), "removed": ["c"]}  # one document
+    assert "missing" in err
+    out, _ = run("rm", "c1", "--json", code=USAGE)  # NAME is required
+
+
+def test_unrecognized_arguments_show_the_subcommands_usage(run: Run) -> None:
+    _, err = run("ls", "c1", "extra", "more", code=USAGE)
+    assert err.startswith("usage: envelope ls ") and "envelope ls: error: unrecognized arguments: more" in err
+    _, err = run("key", "list", "--bogus", code=USAGE)
+    assert err.startswith("usage: envelope key list") and "unrecognized arguments: --bogus" in err
+    _, err = run("--bogus", code=USAGE)  # no command at all: the top-level usage
+    assert err.startswith("usage: envelope ")

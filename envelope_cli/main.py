@@ -135,11 +135,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         if args.debug:
             traceback.print_exc()
-        out.error(one_line(e))
+        message = one_line(e)
+        if not isinstance(e, KeyboardInterrupt):
+            message = f"{_operation(args)}: {message}"
+        out.error(message)
         return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _operation(args: argparse.Namespace) -> str:
+    """The command as the user gave it, for error messages: `get s3://b/c`, `key describe alias/x`."""
+    words = [args.command]
+    if getattr(args, "key_command", None):
+        words.append(args.key_command)
+        operand = getattr(args, "key", None)
+    else:
+        operand = getattr(args, "location", None) or getattr(args, "root", None)
+    if operand is not None:
+        words.append(operand)
+    return " ".join(words)
 
 
 def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:

@@ -100,3 +100,32 @@ def test_unrecognized_arguments_show_the_subcommands_usage(run: Run) -> None:
     assert err.startswith("usage: envelope key list") and "unrecognized arguments: --bogus" in err
     _, err = run("--bogus", code=USAGE)  # no command at all: the top-level usage
     assert err.startswith("usage: envelope ")
+
+
+def test_errors_name_the_operation_the_path_given_and_the_reason(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
+    _, err = run("ls", "a-file/c", code=STORAGE)
+    assert (
+        err == "envelope: error: ls a-file/c: cannot open the store root "
+        f"{str(tmp_path / 'a-file/c')!r}: Not a directory\n"
+    )
+    _, err = run("put", "c1", "n", "no-such-input", code=NOT_FOUND)
+    assert err == "envelope: error: put c1: no-such-input: No such file or directory\n"
+    _, err = run("get", "c1", "n", "-o", "no-dir/out", code=NOT_FOUND)
+    assert err.startswith("envelope: error: get c1: no-dir/out: No such directory")
+    _, err = run("key", "describe", "alias/nope", code=KMS)
+    assert err.startswith("envelope: error: key describe alias/nope: NotFoundException")
+
+
+def test_a_missing_keystore_or_containers_root_is_an_error_not_an_empty_listing(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = Run(["--kms", f"local:{tmp_path / 'nonexistent'}"], monkeypatch, capsys)
+    for command in (["key", "list"], ["key", "describe", "alias/k"], ["key", "disable", "alias/k"]):
+        _, err = missing(*command, code=KMS)
+        assert f"the local keystore {tmp_path / 'nonexistent'} does not exist" in err
+    assert not (tmp_path / "nonexistent").exists()
+    _, err = run("containers", "nonexistent", code=NOT_FOUND)
+    assert "containers nonexistent: nonexistent: No such directory" in err
+    (tmp_path / "empty").mkdir()
+    assert run("--json", "containers", "empty")[0] == "[]\n"  # there, but holding none: fine

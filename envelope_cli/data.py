@@ -31,7 +31,7 @@ from envelope_cli.files import open_input, prepare_output
 from envelope_cli.output import Output
 from envelope_cli.progress import transfer_progress
 from envelope_cli.session import Session
-from envelope_cli.trust import add_trust_options
+from envelope_cli.trust import trust_parent
 
 __all__ = ["COPY_BUFFER", "add_parsers"]
 
@@ -261,9 +261,7 @@ the positional arguments, e.g. `envelope put C -- --odd-name f.txt` or
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
-    trust = argparse.ArgumentParser(add_help=False)
-    add_trust_options(trust)
-    parents = [common, trust]
+    parents = [common, trust_parent()]
 
     p = commands.add_parser(
         "put",

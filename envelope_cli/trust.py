@@ -28,7 +28,7 @@ from envelope.errors import ValidationError
 from envelope_cli.control import parse_pairs
 from envelope_cli.exitcodes import CliError, ExitCode
 
-__all__ = ["KEY_IDS_ENV", "TrustOptions", "add_trust_options"]
+__all__ = ["KEY_IDS_ENV", "TrustOptions", "add_trust_options", "trust_parent"]
 
 KEY_IDS_ENV = "ENVELOPE_KEY_IDS"
 
@@ -166,3 +166,10 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         help="the container's encryption context must contain this pair (repeatable)",
     )
     g.add_argument("--expect-container-id", metavar="ID", help="the container's id must be this")
+
+
+def trust_parent() -> argparse.ArgumentParser:
+    """A parent parser holding the trust options, for every command that opens a container's data plane."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_trust_options(parent)
+    return parent

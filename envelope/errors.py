@@ -34,6 +34,7 @@ __all__ = [
     "ObjectNotFoundError",
     "StorageError",
     "ThrottlingError",
+    "UnboundObjectError",
     "UnsupportedFormatError",
     "ValidationError",
     "kms_error_for_code",
@@ -85,6 +86,10 @@ class DataKeyWipedError(EnvelopeError):
 
 class GenerationInUseError(EnvelopeError):
     """A data-key generation cannot be retired yet: objects or running writers may still use it."""
+
+
+class UnboundObjectError(EnvelopeError):
+    """An operation would bind a message that carries no name binding (another SDK wrote it) to a name."""
 
 
 class StorageError(EnvelopeError):

@@ -18,6 +18,8 @@ nothing is removed without --yes. Nothing here reads or decrypts an object.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import re
 from typing import Any
 
@@ -48,6 +50,8 @@ def gc(session: Session, out: Output, args: argparse.Namespace) -> int:
         raise CliError("give either a container LOCATION or --temp-files DIR", ExitCode.USAGE)
     if args.temp_files is not None:
         directory = args.temp_files
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(errno.ENOENT, "No such directory", directory)
         stale = find_stale_temp_files(directory, older_than, recursive=False)
         where: dict[str, Any] = {"directory": directory}
         removed = sum(remove_stale_temp_file(path, older_than) for path in stale) if args.yes else 0

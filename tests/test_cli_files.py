@@ -365,3 +365,4 @@ def test_gc_of_a_local_container_uses_the_storage_layers_cleanup(tmp_path: Path)
     cli("gc", code=USAGE)  # neither a container nor --temp-files
     cli("gc", "s3://bucket/c", code=USAGE)  # local only (S3: the bucket's lifecycle rule)
     cli("gc", "not-a-container", code=NOT_FOUND)
+    cli("gc", "--temp-files", "no-such-dir", code=NOT_FOUND)

@@ -31,7 +31,7 @@ OTHER_UID = 4242  # "another user": no such account is needed, only a uid that i
 MiB = 1024 * 1024
 ACCESS, NOT_FOUND, EXISTS, USAGE = 7, 4, 5, 2
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="simulating another user's link needs lchown (root)")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="simulating another user's file needs chown (root)")
 
 
 class World:
@@ -84,6 +84,7 @@ def other_users_link(link: Path, target: Path) -> None:
 # -- 1. symlinks: never redirected by another user ------------------------------------------------------
 
 
+@needs_root
 def test_another_users_link_in_a_sticky_directory_is_refused_before_any_decrypt(world: World) -> None:
     shared = sticky_dir(world.tmp / "shared")
     victim = world.tmp / "victim.txt"
@@ -100,6 +101,7 @@ def test_another_users_link_in_a_sticky_directory_is_refused_before_any_decrypt(
     assert not (world.tmp / "planted.txt").exists() and world.decrypts == 0
 
 
+@needs_root
 def test_another_users_directory_link_in_a_sticky_directory_is_refused(world: World) -> None:
     shared = sticky_dir(world.tmp / "shared")
     private = world.tmp / "private"
@@ -109,6 +111,7 @@ def test_another_users_directory_link_in_a_sticky_directory_is_refused(world: Wo
     assert list(private.iterdir()) == [] and world.decrypts == 0
 
 
+@needs_root
 def test_links_the_kernel_rule_allows_are_followed(world: World) -> None:
     shared = sticky_dir(world.tmp / "shared")
     # Our own link in a sticky directory.
@@ -207,6 +210,7 @@ def test_double_dash_ends_the_options(tmp_path: Path) -> None:
 # -- 4. existing files and long names ------------------------------------------------------------------
 
 
+@needs_root
 def test_an_existing_file_needs_overwrite_and_keeps_its_mode_only_if_it_is_ours(world: World) -> None:
     out = world.tmp / "out.txt"
     out.write_bytes(b"previous")

@@ -8,17 +8,25 @@ on the real code. The data-key cache is exercised only through `DataPlane`,
 
 from __future__ import annotations
 
+import ast
+import hmac
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives import constant_time
 
+import dataplane.binding
+import dataplane.format
+import dataplane.plane
+import dataplane.stream
 from controlplane import ControlPlane
 from dataplane import DataKeyCache, DataPlane, EncryptedDataKey, MessageWriter
-from dataplane.binding import derive_binding_key, new_message_id
+from dataplane.binding import BINDING_RANDOM_LENGTH, derive_binding_key, new_message_id
 from dataplane.plane import message_provider_id
 from envelope.errors import AccessDeniedError, AuthenticationError, DisabledError, InvalidCiphertextError
 from envelope.header import HEADER_NAME, OBJECTS_PREFIX, ContainerHeader
@@ -260,3 +268,135 @@ def test_a_message_bound_to_another_container_is_rejected_by_the_reader(tmp_path
         container.get("doc")
     with pytest.raises(AuthenticationError):
         container.verify("doc")
+
+
+# --------------------------------------------------------------------------- constant-time comparisons
+#
+# A timing test would be flaky on a shared machine and could only ever show a leak, never its
+# absence. What is checked instead: the secrets that Python code compares (the key commitment
+# and the name-binding tag) go through hmac.compare_digest on the real authentication path, and
+# no module that authenticates compares a tag, commitment or MAC with == / !=. Header and frame
+# tags are verified inside OpenSSL by AES-GCM (InvalidTag), never by Python code.
+
+AUTHENTICATING_MODULES = ("dataplane/format.py", "dataplane/stream.py", "dataplane/binding.py", "dataplane/plane.py")
+_SECRET_OPERAND = re.compile(r"tag|commitment|\bmac\b|digest|message_id\[")
+
+
+class CompareRecorder:
+    """Stands in for hmac.compare_digest / bytes_eq: records the operands, answers like the real one."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, bytes]] = []
+
+    def __call__(self, a: Any, b: Any) -> bool:
+        self.calls.append((bytes(a), bytes(b)))
+        return _REAL_COMPARE_DIGEST(a, b)
+
+    def compared(self, value: bytes) -> bool:
+        return any(value in pair for pair in self.calls)
+
+
+_REAL_COMPARE_DIGEST = hmac.compare_digest
+
+
+@pytest.fixture
+def compare_recorder(monkeypatch: pytest.MonkeyPatch) -> CompareRecorder:
+    recorder = CompareRecorder()
+    monkeypatch.setattr(hmac, "compare_digest", recorder)
+    monkeypatch.setattr(constant_time, "bytes_eq", recorder)
+    for module in (dataplane.format, dataplane.stream, dataplane.binding, dataplane.plane):
+        for name in ("compare_digest", "bytes_eq"):  # a `from ... import` would bypass the module patch
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, recorder)
+    return recorder
+
+
+def test_reading_an_object_compares_commitment_and_binding_in_constant_time(
+    tmp_path: Path, compare_recorder: CompareRecorder
+) -> None:
+    kms, location = _local_container(tmp_path)
+    container = DataPlane(kms).open(location)
+    container.put("doc", b"compared in constant time")
+    with container.open_reader("doc") as reader:
+        header = reader.header
+        assert reader.read() == b"compared in constant time"
+    assert compare_recorder.compared(header.commitment_key), "the key commitment was not compared in constant time"
+    binding_tag = header.message_id[BINDING_RANDOM_LENGTH:]
+    assert compare_recorder.compared(binding_tag), "the name-binding tag was not compared in constant time"
+
+
+def test_a_refused_binding_is_refused_by_the_constant_time_comparison(
+    tmp_path: Path, compare_recorder: CompareRecorder
+) -> None:
+    kms, location = _local_container(tmp_path)
+    container = DataPlane(kms).open(location)
+    container.put("doc", b"x")
+    raw = (Path(location) / OBJECTS_PREFIX / "doc").read_bytes()
+    (Path(location) / OBJECTS_PREFIX / "moved").write_bytes(raw)
+    with pytest.raises(AuthenticationError):
+        container.get("moved")
+    message_id = container.inspect("moved").message_id
+    assert compare_recorder.compared(bytes.fromhex(message_id)[BINDING_RANDOM_LENGTH:])
+
+
+def test_no_authenticating_module_compares_a_tag_or_commitment_with_equality() -> None:
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for rel in AUTHENTICATING_MODULES:
+        tree = ast.parse((root / rel).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Compare):
+                continue
+            if not any(isinstance(op, ast.Eq | ast.NotEq | ast.Is | ast.IsNot) for op in node.ops):
+                continue
+            operands = [node.left, *node.comparators]
+            if any(_SECRET_OPERAND.search(ast.unparse(o)) for o in operands) and not any(
+                isinstance(o, ast.Call) and ast.unparse(o.func) == "len" for o in operands
+            ):
+                found.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
+def test_the_equality_scan_finds_a_planted_comparison() -> None:
+    """The scan above can fail: it flags the comparison the library must not contain."""
+    planted = ast.parse("if keys.commitment_key != header.commitment_key:\n    raise AuthenticationError\n")
+    (node,) = [n for n in ast.walk(planted) if isinstance(n, ast.Compare)]
+    assert _SECRET_OPERAND.search(ast.unparse(node.left))
+
+
+# --------------------------------------------------------------------------- log redaction
+
+
+@pytest.mark.parametrize(
+    ("msg", "args"),
+    [
+        ('Response body:\n{"KeyId": "k", "Plaintext": "%s"}', None),  # the whole body in the message
+        ("Response body:\n%r", ('{"KeyId": "k", "Plaintext": "%s"}',)),  # as botocore logs it: an argument
+        ("Response body:\n%r", (b'{"KeyId": "k", "Plaintext": "%s"}',)),  # ...as bytes
+        (b'{"Plaintext":"%s"}', None),  # bytes as the message, no space after the colon
+    ],
+    ids=["message", "argument", "bytes-argument", "bytes-message"],
+)
+def test_a_decrypt_response_logged_by_botocore_shows_no_plaintext(
+    msg: str | bytes, args: tuple[str | bytes, ...] | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+
+    import envelope.kms  # noqa: F401 - importing it installs the filter
+
+    secret = base64.b64encode(bytes(range(32)))
+
+    def with_secret(value: str | bytes) -> str | bytes:
+        return value.replace("%s", secret.decode()) if isinstance(value, str) else value.replace(b"%s", secret)
+
+    logger = logging.getLogger("botocore.parsers")
+    with caplog.at_level(logging.DEBUG, logger="botocore.parsers"):
+        if args is None:
+            logger.debug(with_secret(msg))
+        else:
+            logger.debug(msg, *(with_secret(a) for a in args))
+    (record,) = [r for r in caplog.records if r.name == "botocore.parsers"]
+    text = record.getMessage()
+    assert secret.decode() not in text
+    assert "<redacted>" in text

@@ -115,7 +115,7 @@ def test_data_key_never_shows_its_bytes(kit: Kit) -> None:
         pickle.dumps(key)
     key.wipe()
     assert key.wiped
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="wiped"):
         key.reveal()
 
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "scripts" / "mutations.toml"
 PACKAGES = ("envelope", "controlplane", "dataplane", "envelope_cli")
 PER_RUN_TIMEOUT = 900  # seconds for one mutation's tests; a hang counts as killed (and is reported)
-FAILED_LINE = re.compile(r"^(?:FAILED|ERROR) (\S+)")
+FAILED_LINE = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$")  # node ids may hold spaces (param ids)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from controlplane import ControlPlane
 from dataplane import DataKeyCache, DataPlane, EncryptedDataKey, MessageWriter
 from dataplane.binding import BINDING_RANDOM_LENGTH, derive_binding_key, new_message_id
 from dataplane.plane import message_provider_id
+from envelope.datakey import DataKey
 from envelope.errors import AccessDeniedError, AuthenticationError, DisabledError, InvalidCiphertextError
 from envelope.header import HEADER_NAME, OBJECTS_PREFIX, ContainerHeader
 from envelope.kms import AwsKms, LocalKms
@@ -268,6 +269,64 @@ def test_a_message_bound_to_another_container_is_rejected_by_the_reader(tmp_path
         container.get("doc")
     with pytest.raises(AuthenticationError):
         container.verify("doc")
+
+
+def test_a_message_under_another_context_is_refused_before_its_key_is_used(tmp_path: Path) -> None:
+    """The container's encrypted data key alone does not make a message the container's: its context must match."""
+    kms, location = _local_container(tmp_path)
+    counting = CountingKms(kms)
+    container = DataPlane(counting).open(location)
+    key = container.data_key()
+    (edk,) = container.header.data_keys
+    sink = _Sink()
+    context = {**container.header.encryption_context, "tenant": "someone else"}
+    with MessageWriter(
+        sink,
+        data_key=key,
+        message_id=new_message_id(derive_binding_key(key.reveal()), container.container_id, "doc"),
+        encryption_context=context,
+        encrypted_data_keys=[
+            EncryptedDataKey(message_provider_id(edk.provider), edk.key_id.encode("utf-8"), edk.ciphertext)
+        ],
+    ) as writer:
+        writer.write(b"claims another tenant")
+    objects = Path(location) / OBJECTS_PREFIX
+    objects.mkdir(exist_ok=True)
+    (objects / "doc").write_bytes(bytes(sink.data))
+    for allow_unbound in (False, True):
+        with pytest.raises(AuthenticationError):
+            container.open_reader("doc", allow_unbound=allow_unbound)
+    assert not container.inspect("doc").bound_to_container
+    assert counting.decrypts == 1  # the open; nothing for the message
+
+
+class AnswersForAnotherKey:
+    """A decryptor whose answer names another key ARN than the one asked for (a broken or hostile KMS shim)."""
+
+    def __init__(self, inner: LocalKms, other_arn: str) -> None:
+        self.inner = inner
+        self.provider_id = inner.provider_id
+        self.other_arn = other_arn
+        self.keys: list[Any] = []
+
+    def decrypt(self, ciphertext_blob: bytes, **kwargs: Any) -> Any:
+        real = self.inner.decrypt(ciphertext_blob, **kwargs)
+        try:
+            answer = DataKey(real.reveal(), self.other_arn)
+        finally:
+            real.wipe()
+        self.keys.append(answer)
+        return answer
+
+
+def test_a_decrypt_answer_for_another_key_is_refused(tmp_path: Path) -> None:
+    kms, location = _local_container(tmp_path)
+    other_arn = kms.create_key(alias="alias/other")
+    shim = AnswersForAnotherKey(kms, other_arn)
+    with pytest.raises(AuthenticationError):
+        DataPlane(shim).open(location)
+    (answer,) = shim.keys
+    assert answer.wiped, "the refused key was left in memory"
 
 
 # --------------------------------------------------------------------------- constant-time comparisons

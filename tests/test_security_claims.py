@@ -12,6 +12,7 @@ import ast
 import hmac
 import json
 import re
+import tomllib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -459,3 +460,48 @@ def test_a_decrypt_response_logged_by_botocore_shows_no_plaintext(
     text = record.getMessage()
     assert secret.decode() not in text
     assert "<redacted>" in text
+
+
+# --------------------------------------------------------------------------- the mutation list stays true
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _mutations() -> list[dict[str, Any]]:
+    with (ROOT / "scripts" / "mutations.toml").open("rb") as f:
+        entries: list[dict[str, Any]] = tomllib.load(f)["mutation"]
+    return entries
+
+
+def _test_functions(module: Path) -> set[str]:
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+
+
+def test_the_mutation_list_names_real_tests_and_the_docs_list_every_mutation() -> None:
+    mutations = _mutations()
+    assert len(mutations) >= 20
+    doc = (ROOT / "docs" / "threat-model.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Mutation testing") :]
+    problems = []
+    for m in mutations:
+        if f"| `{m['name']}` |" not in section:
+            problems.append(f"{m['name']}: not in docs/threat-model.md's table")
+        for node in m["tests"]:
+            module, _, name = node.partition("::")
+            path = ROOT / module
+            if not path.is_file() or name.split("[")[0] not in _test_functions(path):
+                problems.append(f"{m['name']}: no test {node}")
+    assert problems == []
+    assert len({m["name"] for m in mutations}) == len(mutations)
+
+
+def test_every_mutation_snippet_is_in_its_file_exactly_once() -> None:
+    """A snippet that no longer matches the code makes scripts/mutate report NOT-FOUND: update it with the code."""
+    problems = []
+    for m in _mutations():
+        path = ROOT / m["file"]
+        count = path.read_text(encoding="utf-8").count(m["snippet"]) if path.is_file() else 0
+        if count != 1:
+            problems.append(f"{m['name']}: snippet found {count} times in {m['file']}")
+    assert problems == []

@@ -9,8 +9,10 @@ on the real code. The data-key cache is exercised only through `DataPlane`,
 from __future__ import annotations
 
 import ast
+import base64
 import hmac
 import json
+import logging
 import re
 import tomllib
 import uuid
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import boto3
 import pytest
 from cryptography.hazmat.primitives import constant_time
 
@@ -33,6 +36,7 @@ from envelope.datakey import DataKey
 from envelope.errors import AccessDeniedError, AuthenticationError, DisabledError, InvalidCiphertextError
 from envelope.header import HEADER_NAME, OBJECTS_PREFIX, ContainerHeader
 from envelope.kms import AwsKms, LocalKms
+from tests.conftest import FAST_RETRIES, REGION
 from tests.support.faults import KmsFaults
 
 CONTEXT = {"tenant": "acme"}
@@ -67,10 +71,6 @@ def test_a_cache_shared_by_planes_with_different_kms_objects_asks_each_kms(
     kms_client: Any, kms_key_arn: str, s3_client: Any, bucket: str
 ) -> None:
     """A key cached for one set of credentials is never served to a plane whose KMS refuses it."""
-    import boto3
-
-    from tests.conftest import FAST_RETRIES, REGION
-
     location = f"s3://{bucket}/c"
     ControlPlane(AwsKms(kms_client), s3_client).create_container(location, kms_key_arn, encryption_context=CONTEXT)
     allowed = KmsFaults(kms_client)
@@ -440,11 +440,6 @@ def test_the_equality_scan_finds_a_planted_comparison() -> None:
 def test_a_decrypt_response_logged_by_botocore_shows_no_plaintext(
     msg: str | bytes, args: tuple[str | bytes, ...] | None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import base64
-    import logging
-
-    import envelope.kms  # noqa: F401 - importing it installs the filter
-
     secret = base64.b64encode(bytes(range(32)))
 
     def with_secret(value: str | bytes) -> str | bytes:

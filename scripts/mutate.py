@@ -24,6 +24,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -198,4 +199,5 @@ def mutate_one(copy: Path, env: dict[str, str], m: Mutation) -> tuple[str, str]:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `scripts/mutate --list | head` ends quietly
     sys.exit(main())

@@ -9,7 +9,9 @@ enforces IAM, a principal allowed only GenerateDataKeyWithoutPlaintext
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -21,6 +23,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+import controlplane
 from controlplane import ContainerRequest, ControlPlane
 from envelope.errors import AccessDeniedError, ContainerExistsError, ContainerNotFoundError
 from envelope.kms import AwsKms, LocalKms
@@ -88,13 +91,8 @@ def test_a_full_workflow_sends_only_generate_data_key_without_plaintext(
     assert len(wire.responses) == 5
     assert all("Plaintext" not in response for response in wire.responses)
     assert all(set(r) <= {"CiphertextBlob", "KeyId", "KeyMaterialId", "ResponseMetadata"} for r in wire.responses)
-    # The S3 side touched only the bucket, never a KMS endpoint.
+    # The S3 client touched only the bucket.
     assert s3_http.requests and all(f"/{bucket}" in r or f"{bucket}." in r for r in s3_http.requests)
-    assert not any(op in r for r in s3_http.requests for op in FORBIDDEN_OPERATIONS)
-
-
-# Operations that return or accept a plaintext key, or re-wrap one.
-FORBIDDEN_OPERATIONS = ("Decrypt", 'GenerateDataKey"', "Encrypt", "ReEncrypt", "GenerateDataKeyPair")
 
 
 def test_the_wire_check_sees_a_forbidden_operation(kms_client: Any, kms_key_arn: str) -> None:
@@ -133,8 +131,37 @@ def test_a_kms_object_offering_only_generate_is_enough(tmp_path: Path) -> None:
     assert narrow.touched <= GenerateOnly.ALLOWED
 
 
+FORBIDDEN_NAMES = frozenset({"decrypt", "encrypt", "re_encrypt", "generate_data_key", "generate_data_key_pair"})
+FORBIDDEN_OPERATIONS = re.compile(r"\b(Decrypt|Encrypt|ReEncrypt|GenerateDataKey|GenerateDataKeyPair)\b")
+
+
+def _forbidden_uses(source: str) -> list[str]:
+    """Names, attributes and strings in `source` that reach for an operation with a plaintext key."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if name is not None and (
+            name.lower() in FORBIDDEN_NAMES
+            or ("plaintext" in name.lower() and name != "generate_data_key_without_plaintext")
+        ):
+            found.append(f"{node.lineno}: {name}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and FORBIDDEN_OPERATIONS.search(node.value):
+            found.append(f"{node.lineno}: {node.value[:60]!r}")
+    return sorted(found)
+
+
 def test_the_control_plane_has_no_decrypt_anything() -> None:
     assert [name for name in dir(ControlPlane) if "decrypt" in name.lower() or "plaintext" in name.lower()] == []
+    # Nor does its code name one: no attribute, variable or string that reaches for Decrypt & co.
+    package = Path(controlplane.__file__).parent
+    found = {str(f.name): _forbidden_uses(f.read_text(encoding="utf-8")) for f in sorted(package.glob("*.py"))}
+    assert {f: uses for f, uses in found.items() if uses} == {}
+
+
+def test_the_source_scan_finds_a_decrypt_call() -> None:
+    planted = "def open(kms, blob):\n    return kms.decrypt(blob)\nOP = 'kms:Decrypt'\n"
+    assert _forbidden_uses(planted) == ["2: decrypt", "3: 'kms:Decrypt'"]
+    assert _forbidden_uses("kms.generate_data_key_without_plaintext(k)\n") == []
 
 
 def test_importing_the_control_plane_loads_nothing_that_can_decrypt() -> None:

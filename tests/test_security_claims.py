@@ -399,6 +399,13 @@ def test_a_refused_binding_is_refused_by_the_constant_time_comparison(
     assert compare_recorder.compared(bytes.fromhex(message_id)[BINDING_RANDOM_LENGTH:])
 
 
+def _not_a_secret(operand: ast.expr) -> bool:
+    """A length, None or a number: comparing with it reveals nothing about a secret's bytes."""
+    if isinstance(operand, ast.Call) and ast.unparse(operand.func) == "len":
+        return True
+    return isinstance(operand, ast.Constant) and (operand.value is None or isinstance(operand.value, int))
+
+
 def test_no_authenticating_module_compares_a_tag_or_commitment_with_equality() -> None:
     root = Path(__file__).resolve().parent.parent
     found = []
@@ -411,7 +418,7 @@ def test_no_authenticating_module_compares_a_tag_or_commitment_with_equality() -
                 continue
             operands = [node.left, *node.comparators]
             if any(_SECRET_OPERAND.search(ast.unparse(o)) for o in operands) and not any(
-                isinstance(o, ast.Call) and ast.unparse(o.func) == "len" for o in operands
+                _not_a_secret(o) for o in operands
             ):
                 found.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
     assert found == []
@@ -422,6 +429,10 @@ def test_the_equality_scan_finds_a_planted_comparison() -> None:
     planted = ast.parse("if keys.commitment_key != header.commitment_key:\n    raise AuthenticationError\n")
     (node,) = [n for n in ast.walk(planted) if isinstance(n, ast.Compare)]
     assert _SECRET_OPERAND.search(ast.unparse(node.left))
+    assert not any(_not_a_secret(o) for o in (node.left, *node.comparators))
+    for harmless in ("len(tag) != 16", "header_tag is None"):
+        (node,) = [n for n in ast.walk(ast.parse(harmless)) if isinstance(n, ast.Compare)]
+        assert any(_not_a_secret(o) for o in (node.left, *node.comparators)), harmless
 
 
 # --------------------------------------------------------------------------- log redaction

@@ -226,7 +226,7 @@ def refuse_all(world: World, cases: list[Case], expected: type[Exception] = Vali
             call()
         except expected:
             pass
-        except Exception as exc:  # the point: report every mis-typed error at once
+        except Exception as exc:  # noqa: BLE001 - the point: report every mis-typed error at once
             problems.append(f"{label}: {type(exc).__name__}: {exc}")
         else:
             problems.append(f"{label}: accepted")
@@ -754,19 +754,25 @@ def test_bad_command_line_options_exit_2_and_change_nothing(
         ["verify", c, "existing", "/bad"],
         ["key", "create", "--alias", "bad"],
         ["key", "create", "--alias", "alias/aws/x"],
-        ["key", "create", "--alias", "alias/cli"],
         ["key", "describe", ""],
         ["key", "disable", "not a key"],
         ["key", "enable", "x" * 2049],
         ["frobnicate", c],
     ]
     argvs.append([*(x for i in range(11) for x in ("--grant-token", f"t{i}")), "get", c, "existing"])
+    # Well-formed requests for something that already exists: refused too, with exit 5 (EXISTS).
+    exists = [
+        ["key", "create", "--alias", "alias/cli"],
+        ["create", c, "--key", "alias/cli"],
+        ["put", c, "existing", f],
+    ]
+    expected = [(argv, 2) for argv in argvs] + [(argv, 5) for argv in exists]
     before = _tree(tmp_path)
     problems = []
-    for argv in argvs:
+    for argv, want in expected:
         code = run_cli([*options, *argv])
-        if code not in (2, 5):  # 5: the alias or container already exists (also refused, also unchanged)
-            problems.append(f"{argv}: exit {code}")
+        if code != want:
+            problems.append(f"{argv}: exit {code}, expected {want}")
     capsys.readouterr()
     assert problems == []
     assert _tree(tmp_path) == before

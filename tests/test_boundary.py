@@ -9,7 +9,9 @@ enforces IAM, a principal allowed only GenerateDataKeyWithoutPlaintext
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -21,11 +23,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+import controlplane
 from controlplane import ContainerRequest, ControlPlane
 from envelope.errors import AccessDeniedError, ContainerExistsError, ContainerNotFoundError
 from envelope.kms import AwsKms, LocalKms
 from tests.conftest import FAST_RETRIES, REGION
-from tests.support.faults import KmsFaults
+from tests.support.faults import HttpRecorder, operation_of
 from tests.support.servers import moto_server
 
 GENERATE = "GenerateDataKeyWithoutPlaintext"
@@ -50,13 +53,55 @@ def full_workflow(cp: ControlPlane, root: str, key_id: str) -> None:
     assert all(r.ok for r in listed)
 
 
+class KmsWire:
+    """Every KMS request as sent (operation and JSON body) and every parsed response, from botocore's events."""
+
+    def __init__(self, client: Any) -> None:
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.responses: list[dict[str, Any]] = []
+        client.meta.events.register_first("before-send.kms", self._sent)
+        client.meta.events.register("after-call.kms", self._answered)
+
+    def _sent(self, request: Any, **_: Any) -> None:
+        body = request.body
+        text = body.decode() if isinstance(body, bytes) else str(body or "{}")
+        self.requests.append((operation_of(request), json.loads(text or "{}")))
+
+    def _answered(self, parsed: dict[str, Any], **_: Any) -> None:
+        self.responses.append(parsed)
+
+
 def test_a_full_workflow_sends_only_generate_data_key_without_plaintext(
     kms_client: Any, kms_key_arn: str, s3_client: Any, bucket: str
 ) -> None:
-    faults = KmsFaults(kms_client)
+    wire = KmsWire(kms_client)
+    kms_http = HttpRecorder(kms_client)
+    s3_http = HttpRecorder(s3_client)
     full_workflow(ControlPlane(AwsKms(kms_client), s3_client), f"s3://{bucket}/tenants", "alias/test")
-    assert set(faults.sent) == {GENERATE}
-    assert faults.count() == 5  # one per container made; none for the refused ones
+
+    # One request per container made, none for the refused ones; each exactly the operation,
+    # with exactly the parameters it should carry.
+    assert [op for op, _ in wire.requests] == [GENERATE] * 5
+    for _, body in wire.requests:
+        assert set(body) <= {"KeyId", "EncryptionContext", "KeySpec", "NumberOfBytes", "GrantTokens"}, body
+        assert body["KeyId"] == "alias/test"
+    assert len(kms_http.requests) == 5
+    assert all(r.startswith("POST ") for r in kms_http.requests)
+    # Nothing that carries a plaintext key ever came back.
+    assert len(wire.responses) == 5
+    assert all("Plaintext" not in response for response in wire.responses)
+    assert all(set(r) <= {"CiphertextBlob", "KeyId", "KeyMaterialId", "ResponseMetadata"} for r in wire.responses)
+    # The S3 client touched only the bucket.
+    assert s3_http.requests and all(f"/{bucket}" in r or f"{bucket}." in r for r in s3_http.requests)
+
+
+def test_the_wire_check_sees_a_forbidden_operation(kms_client: Any, kms_key_arn: str) -> None:
+    """The recorder above can fail: a Decrypt or GenerateDataKey sent by anyone shows up in it."""
+    wire = KmsWire(kms_client)
+    blob = kms_client.generate_data_key(KeyId=kms_key_arn, KeySpec="AES_256")["CiphertextBlob"]
+    kms_client.decrypt(CiphertextBlob=blob)
+    assert [op for op, _ in wire.requests] == ["GenerateDataKey", "Decrypt"]
+    assert all("Plaintext" in r for r in wire.responses)
 
 
 class GenerateOnly:
@@ -86,8 +131,37 @@ def test_a_kms_object_offering_only_generate_is_enough(tmp_path: Path) -> None:
     assert narrow.touched <= GenerateOnly.ALLOWED
 
 
+FORBIDDEN_NAMES = frozenset({"decrypt", "encrypt", "re_encrypt", "generate_data_key", "generate_data_key_pair"})
+FORBIDDEN_OPERATIONS = re.compile(r"\b(Decrypt|Encrypt|ReEncrypt|GenerateDataKey|GenerateDataKeyPair)\b")
+
+
+def _forbidden_uses(source: str) -> list[str]:
+    """Names, attributes and strings in `source` that reach for an operation with a plaintext key."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if name is not None and (
+            name.lower() in FORBIDDEN_NAMES
+            or ("plaintext" in name.lower() and name != "generate_data_key_without_plaintext")
+        ):
+            found.append(f"{node.lineno}: {name}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and FORBIDDEN_OPERATIONS.search(node.value):
+            found.append(f"{node.lineno}: {node.value[:60]!r}")
+    return sorted(found)
+
+
 def test_the_control_plane_has_no_decrypt_anything() -> None:
     assert [name for name in dir(ControlPlane) if "decrypt" in name.lower() or "plaintext" in name.lower()] == []
+    # Nor does its code name one: no attribute, variable or string that reaches for Decrypt & co.
+    package = Path(controlplane.__file__).parent
+    found = {str(f.name): _forbidden_uses(f.read_text(encoding="utf-8")) for f in sorted(package.glob("*.py"))}
+    assert {f: uses for f, uses in found.items() if uses} == {}
+
+
+def test_the_source_scan_finds_a_decrypt_call() -> None:
+    planted = "def open(kms, blob):\n    return kms.decrypt(blob)\nOP = 'kms:Decrypt'\n"
+    assert _forbidden_uses(planted) == ["2: decrypt", "3: 'kms:Decrypt'"]
+    assert _forbidden_uses("kms.generate_data_key_without_plaintext(k)\n") == []
 
 
 def test_importing_the_control_plane_loads_nothing_that_can_decrypt() -> None:

@@ -130,7 +130,10 @@ else:
     faults = KmsFaults(client)
     kms = AwsKms(client)
     s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+deadline = time.monotonic() + 120  # bounded: a worker whose test died does not wait forever
 while not os.path.exists(go):
+    if time.monotonic() > deadline:
+        sys.exit("the go file never appeared")
     time.sleep(0.005)
 plane = DataPlane(kms, s3, frame_length=256, discovery=True)
 errors = []
@@ -179,13 +182,19 @@ def test_four_processes_write_into_one_container(kind: str, tmp_path: Path, requ
         )
         for n in range(PROCESSES)
     ]
-    time.sleep(0.2)
-    go.touch()  # all four start writing at once
     reports = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=150)
-        assert proc.returncode == 0, err[-3000:]
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        time.sleep(0.2)
+        go.touch()  # all four start writing at once
+        for proc in procs:
+            out, err = proc.communicate(timeout=150)
+            assert proc.returncode == 0, err[-3000:]
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:  # whatever failed above, no worker outlives the test
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
     for report in reports:
         assert report["errors"] == []

@@ -98,7 +98,7 @@ def test_no_operation_ever_uses_a_wiped_key(world: World, eviction: str) -> None
                 containers[index].put(name, data)
                 written[(index, name)] = data
                 assert containers[index].get(name) == data
-        except BaseException as e:  # every outcome is collected and asserted below
+        except BaseException as e:  # noqa: BLE001 - every outcome is collected and asserted below
             errors.append(e)
 
     def evictor() -> None:
@@ -191,7 +191,7 @@ def test_single_flight_under_many_threads_and_failures_leaves_no_flight_behind()
                 results.append(len(key.reveal()) == 32)
             except AccessDeniedError:
                 results.append("denied")
-            except BaseException as e:  # collected, asserted below
+            except BaseException as e:  # noqa: BLE001 - collected, asserted below
                 results.append(e)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]

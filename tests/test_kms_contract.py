@@ -122,7 +122,7 @@ def test_data_key_never_shows_its_bytes(kit: Kit) -> None:
         pickle.dumps(key)
     key.wipe()
     assert key.wiped
-    with pytest.raises(DataKeyWipedError):
+    with pytest.raises(DataKeyWipedError, match="wiped"):
         key.reveal()
 
 

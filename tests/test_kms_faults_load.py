@@ -309,10 +309,8 @@ def test_a_kms_that_does_not_answer_is_bounded_by_the_deadline(
             rng=lambda: 1.0,
         )
         plane = DataPlane(AwsKms(slow_client, retry=policy), server_s3_client, discovery=True)
-        started = time.monotonic()
         with pytest.raises(errors.KmsConnectionError) as caught:
             plane.open(location)
-        elapsed = time.monotonic() - started
     finally:
         proxy.stop()
     # Simulated: attempt 1 ends at 1.0, sleep 0.5; attempt 2 ends at 2.5; a 1.0 s sleep would end
@@ -321,7 +319,8 @@ def test_a_kms_that_does_not_answer_is_bounded_by_the_deadline(
     assert proxy.connections == 2
     assert clock.sleeps == [0.5]
     assert clock() <= policy.deadline
-    assert elapsed < 30  # a hang guard only
+    # No wall-clock assertion: the bound is checked on the simulated clock above, and
+    # @pytest.mark.timeout(60) is the hang guard.
     # The same KMS through the same plane works once it answers: nothing was cached from the failure.
     fast = DataPlane(AwsKms(server_kms_client), server_s3_client, discovery=True)
     fast.open(location).put("after", b"ok")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import stat
 import subprocess
 import sys
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,11 +69,59 @@ def test_files_are_private_and_loose_permissions_are_refused(tmp_path: Path) -> 
         LocalKms(tmp_path / "ks")
 
 
-def test_key_material_is_never_in_reprs(tmp_path: Path) -> None:
+def _spellings(material: bytes) -> list[str]:
+    """The master key as it could appear in text: hex, base64 (standard, url-safe), base32, a bytes repr."""
+    return [
+        material.hex(),
+        material.hex().upper(),
+        base64.b64encode(material).decode().rstrip("="),
+        base64.urlsafe_b64encode(material).decode().rstrip("="),
+        base64.b32encode(material).decode().rstrip("="),
+        repr(material)[2:-1],
+    ]
+
+
+def _master_key(tmp_path: Path) -> bytes:
+    (key_file,) = (tmp_path / "ks" / "keys").glob("*.json")
+    return base64.b64decode(json.loads(key_file.read_text(encoding="utf-8"))["material"])
+
+
+def _leaks(text: str, material: bytes) -> list[str]:
+    return [s for s in _spellings(material) if s in text]
+
+
+def test_key_material_is_never_in_reprs_or_errors(tmp_path: Path) -> None:
     kms = LocalKms(tmp_path / "ks")
-    kms.create_key(alias="alias/app")
-    assert "material" not in repr(kms.list_keys())
+    arn = kms.create_key(alias="alias/app")
+    material = _master_key(tmp_path)
+    assert len(material) == 32
+    blob = kms.generate_data_key_without_plaintext("alias/app").ciphertext_blob
+    texts = [
+        repr(kms),
+        str(kms),
+        repr(kms.list_keys()),
+        repr(kms.describe_key(arn)),
+        repr(kms.generate_data_key_without_plaintext(arn)),
+        repr(kms.decrypt(blob)),
+    ]
     assert repr(kms) == f"LocalKms({str(tmp_path / 'ks')!r})"
+    kms.disable_key(arn)
+    for call in (lambda: kms.decrypt(blob), lambda: kms.generate_data_key_without_plaintext(arn)):
+        with pytest.raises(DisabledError) as info:
+            call()
+        texts += [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
+    kms.enable_key(arn)
+    with pytest.raises(InvalidCiphertextError) as bad:
+        kms.decrypt(blob[:-1] + bytes([blob[-1] ^ 1]))
+    texts += [str(bad.value), "".join(traceback.format_exception(bad.value))]
+    assert [leak for text in texts for leak in _leaks(text, material)] == []
+
+
+def test_the_material_search_finds_a_planted_key(tmp_path: Path) -> None:
+    LocalKms(tmp_path / "ks").create_key()
+    material = _master_key(tmp_path)
+    for spelling in _spellings(material):
+        assert _leaks(f"KeyInfo(x={spelling!s})", material), spelling
 
 
 def test_blob_from_another_keystore_is_invalid_ciphertext(tmp_path: Path) -> None:

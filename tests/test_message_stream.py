@@ -316,7 +316,7 @@ def test_the_stream_belongs_to_the_caller() -> None:
     reader = decrypt_message(stream, resolve)
     reader.close()
     assert not stream.closed
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="closed"):
         reader.read()
 
 

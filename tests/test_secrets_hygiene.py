@@ -365,7 +365,7 @@ def test_stream_tracebacks_with_captured_locals_hold_no_key() -> None:
         with pytest.raises(AuthenticationError) as caught:
             MessageReader(BufferSource(bytes(damaged)), resolve_key=lambda _h: _STREAM_KEY).read()
         errors.append(caught.value)
-    with pytest.raises(OSError) as failed_sink:
+    with pytest.raises(OSError, match="disk full") as failed_sink:
         MessageWriter(
             _MemorySink(fail=True),
             data_key=_STREAM_KEY,

@@ -62,7 +62,7 @@ def serial_moto_url() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3-concurrent-parts"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "local":
         return LocalStore(tmp_path / "store")
@@ -70,7 +70,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     client = boto3.client("s3", region_name="us-east-1", endpoint_url=url)
     bucket = f"race-{os.urandom(6).hex()}"
     client.create_bucket(Bucket=bucket)
-    return S3Store(client, bucket, "p", part_size=PART)
+    concurrency = 4 if request.param == "s3-concurrent-parts" else 1
+    return S3Store(client, bucket, "p", part_size=PART, upload_concurrency=concurrency)
 
 
 def pattern(size: int, seed: int) -> bytes:
@@ -95,7 +96,8 @@ def race(n: int, action: Any) -> list[Any]:
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a racing writer hung"
     return results
 
 
@@ -123,3 +125,19 @@ def test_racing_put_bytes_exactly_one_wins(store: Store) -> None:
         assert results.count("won") == 1, results
         assert all(isinstance(r, ObjectExistsError) for r in results if r != "won")
         assert store.get_bytes(name) == f"writer {results.index('won')}".encode()
+
+
+@pytest.mark.parametrize("size", [1_000, PART + 4_321], ids=["small", "multipart"])
+@pytest.mark.parametrize("first", [0, 1], ids=["first-commits-first", "second-commits-first"])
+def test_whichever_writer_commits_first_wins_and_the_other_gets_exists(store: Store, size: int, first: int) -> None:
+    """Both orders, forced: the race tests above cannot choose which writer wins, this one does."""
+    payloads = [pattern(size, seed=1), pattern(size, seed=2)]
+    writers = [store.open_writer("ordered") for _ in payloads]
+    for writer, payload in zip(writers, payloads, strict=True):
+        writer.write(payload)
+    writers[first].commit()
+    with pytest.raises(ObjectExistsError):
+        writers[1 - first].commit()
+    writers[1 - first].abort()
+    assert store.get_bytes("ordered") == payloads[first]
+    assert list(store.list()) == ["ordered"]

@@ -60,7 +60,7 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
         ControlPlane(kms).create_container(location, key_id=arn, encryption_context={"tenant": "bench"})
         provisioning_calls = dict(calls)
         calls.clear()
-        plane = DataPlane(kms)
+        plane = DataPlane(kms, discovery=True)
         t0 = time.perf_counter()
         with plane.open(location) as container:
             for i, payload in enumerate(payloads):

@@ -49,7 +49,7 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
     s3.create_bucket(Bucket=bucket)
     location = f"s3://{bucket}/container"
     ControlPlane(kms, s3_client=s3).create_container(location, key_id=arn, encryption_context={"tenant": "bench"})
-    plane = DataPlane(kms, s3_client=s3)
+    plane = DataPlane(kms, s3_client=s3, discovery=True)
     names = iter(range(1 << 30))
     buf = memoryview(bytearray(IO_CHUNK))
 

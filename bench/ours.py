@@ -115,7 +115,7 @@ class LocalContainer:
         if not os.path.exists(os.path.join(self.location, "container.json")):
             assert key_arn is not None, "pass key_arn with kms"
             ControlPlane(kms).create_container(self.location, key_id=key_arn, encryption_context=CONTEXT)
-        self.plane = DataPlane(kms, frame_length=frame_length, threads=threads)
+        self.plane = DataPlane(kms, frame_length=frame_length, threads=threads, discovery=True)
         self.container = self.plane.open(self.location)
 
     def object_path(self, name: str) -> str:

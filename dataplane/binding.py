@@ -7,9 +7,11 @@ tag, so an object copied or moved to another name or container sharing the
 data key is rejected; other SDKs see an ordinary random message id.
 
 The binding key is derived from the data key with its own HKDF label,
-distinct from the format's DERIVEKEY / COMMITKEY derivations; derive it once
-per data key and cache it next to the key. This module must never log or
-repr a key, and never compare tags other than in constant time.
+distinct from the format's DERIVEKEY / COMMITKEY derivations; it is derived
+once per data key and memoized on the key's holder (`DataKey.derived`).
+Callers pass that holder: its bytes are revealed only inside `_tag`, never
+kept in a local of a frame that raises. This module must never log or repr
+a key, and never compare tags other than in constant time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.hashes import SHA512
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from envelope.datakey import DataKey
 from envelope.errors import ValidationError
 
 from .format import DATA_KEY_LENGTH, MESSAGE_ID_LENGTH
@@ -32,6 +35,7 @@ __all__ = [
     "BINDING_KEY_LENGTH",
     "BINDING_RANDOM_LENGTH",
     "BINDING_TAG_LENGTH",
+    "BindingKey",
     "derive_binding_key",
     "new_message_id",
     "verify_message_id",
@@ -53,10 +57,14 @@ def derive_binding_key(data_key: bytes) -> bytes:
     return hkdf.derive(data_key)
 
 
-def _tag(binding_key: bytes, container_id: str, name: str, random_part: bytes) -> bytes:
+BindingKey = DataKey | bytes
+"""A binding key: the holder `DataKey.derived` memoizes (what the library passes), or raw bytes (tests)."""
+
+
+def _tag(binding_key: BindingKey, container_id: str, name: str, random_part: bytes) -> bytes:
     if len(binding_key) != BINDING_KEY_LENGTH:
         raise ValidationError("a binding key is 32 bytes")
-    mac = hmac.new(binding_key, digestmod=hashlib.sha256)
+    mac = hmac.new(binding_key.reveal() if isinstance(binding_key, DataKey) else binding_key, digestmod=hashlib.sha256)
     for field in (container_id.encode("utf-8"), random_part, name.encode("utf-8")):
         mac.update(_LEN.pack(len(field)))
         mac.update(field)
@@ -64,7 +72,7 @@ def _tag(binding_key: bytes, container_id: str, name: str, random_part: bytes) -
 
 
 def new_message_id(
-    binding_key: bytes,
+    binding_key: BindingKey,
     container_id: str,
     name: str,
     random_bytes: Callable[[int], bytes] = os.urandom,
@@ -80,7 +88,7 @@ def new_message_id(
     return random_part + _tag(binding_key, container_id, name, random_part)
 
 
-def verify_message_id(binding_key: bytes, container_id: str, name: str, message_id: bytes) -> bool:
+def verify_message_id(binding_key: BindingKey, container_id: str, name: str, message_id: bytes) -> bool:
     """Whether `message_id` was bound to (container_id, name) under this key. Constant time."""
     if len(message_id) != MESSAGE_ID_LENGTH:
         return False

@@ -9,8 +9,15 @@ Bounded by entries (LRU), age, and use (messages and bytes encrypted under a
 cached key). A container's data key never changes, so the use bounds do not
 rotate keys; they force a fresh Decrypt, which is when KMS re-checks that the
 caller may still use the key (a disabled key or revoked grant takes effect
-within the bound). Evicted keys are wiped (best effort). Keys never appear in
-reprs, logs or exceptions; the counters are safe to export.
+within the bound). Keys never appear in reprs, logs or exceptions; the
+counters are safe to export.
+
+Eviction never wipes. Evicting (age, use, LRU, `invalidate`, `clear`) only
+drops the cache's reference to the `DataKey`; operations that already hold
+the key finish with it, and the key wipes itself when its last holder lets
+go (see `envelope.datakey.DataKey`). A key nobody holds is wiped at once.
+This is what keeps a writer from ever sealing under a half-wiped key while
+another thread evicts it.
 """
 
 from __future__ import annotations
@@ -96,10 +103,9 @@ class DataKeyCache:
         )
 
     def _evict(self, cache_key: Hashable) -> None:
-        entry = self._entries.pop(cache_key, None)
-        if entry is not None:
+        # Drop the reference only: a holder may be mid-operation (the key wipes itself after the last one).
+        if self._entries.pop(cache_key, None) is not None:
             self._evictions += 1
-            entry.key.wipe()
 
     def get(self, cache_key: Hashable, load: Callable[[], DataKey]) -> DataKey:
         """The cached key for cache_key, calling `load` (one KMS Decrypt) at most once concurrently."""
@@ -157,11 +163,12 @@ class DataKeyCache:
                 entry.bytes += nbytes
 
     def invalidate(self, cache_key: Hashable) -> None:
+        """Forget one cached key (the next use calls KMS again)."""
         with self._lock:
             self._evict(cache_key)
 
     def clear(self) -> None:
-        """Drop and wipe every cached key."""
+        """Forget every cached key; each is wiped as soon as no operation holds it (at once if none does)."""
         with self._lock:
             for k in list(self._entries):
                 self._evict(k)

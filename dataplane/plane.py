@@ -23,20 +23,20 @@ latter; this one never bypasses it).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
-from dataplane.binding import derive_binding_key, new_message_id, verify_message_id
 from dataplane.cache import CacheStats, DataKeyCache
-from dataplane.format import DATA_KEY_LENGTH, DEFAULT_FRAME_LENGTH, EncryptedDataKey, Limits, MessageHeader, read_header
+from dataplane.format import DEFAULT_FRAME_LENGTH, Limits, MessageHeader, read_header
+from dataplane.materials import Generation, KeyMaterials, KeyService, ReadMaterials, message_provider_id
 from dataplane.stream import MessageReader, MessageWriter, check_frame_length, check_threads
+from dataplane.trust import ExpectedContainer, KeyTrust
 from envelope.containers import read_container_header
 from envelope.datakey import DataKey, DataKeyDecryptor
-from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
+from envelope.errors import FormatError, UnsupportedFormatError, ValidationError
 from envelope.header import OBJECTS_PREFIX, SUITE_ID, ContainerHeader, check_binding
-from envelope.header import EncryptedDataKey as HeaderDataKey
 from envelope.kmsparams import validate_grant_tokens
 from envelope.storage import ObjectWriter, Store, open_store, validate_name, validate_prefix
 
@@ -46,16 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Container", "DataPlane", "ObjectInfo", "VerifyResult", "message_provider_id"]
 
 LocationLike = Store | str | os.PathLike[str]
-
-# EDK provider ids inside messages. "aws-kms" is what every AWS Encryption SDK
-# recognises; local-keystore containers get their own id so no SDK mistakes
-# them for KMS keys (the interop promise is for AWS KMS containers).
-_MESSAGE_PROVIDER = {"aws-kms": "aws-kms", "local": "envelope-local"}
-
-
-def message_provider_id(header_provider: str) -> str:
-    """The EDK provider id written into messages for a container-header provider."""
-    return _MESSAGE_PROVIDER[header_provider]
 
 
 def _check_bool(value: object, what: str) -> bool:
@@ -122,10 +112,21 @@ class DataPlane:
 
     `kms` is anything with `decrypt` (`DataKeyDecryptor`): `AwsKms` or
     `LocalKms`. `s3_client` is your boto3 S3 client, used for `s3://`
-    locations. The data-key cache is on the instance and shared by every
-    container it opens; pass `cache=` to share one between planes (only
-    between planes using the same KMS credentials: a cached key skips KMS's
-    authorization check).
+    locations.
+
+    Which KMS keys to trust (DESIGN §11): `key_ids=[key ARN, ...]` (strict:
+    a container, generation or message under any other key is refused with
+    `AuthenticationError` before any KMS call; multi-Region replicas of a
+    listed key match), or `discovery=True` (any key the header names, which
+    lets a storage attacker choose the key; optionally limited by
+    `discovery_accounts` and `discovery_partition`). One of the two is
+    required with `AwsKms`; `LocalKms` defaults to discovery within its
+    keystore, which can only hold keys its owner created.
+
+    The data-key cache is on the instance and shared by every container it
+    opens; pass `cache=` to share one between planes (cache keys include the
+    KMS object, so a key is only ever served to a plane using the KMS object
+    that decrypted it).
     """
 
     def __init__(
@@ -133,6 +134,10 @@ class DataPlane:
         kms: DataKeyDecryptor,
         s3_client: S3Client | None = None,
         *,
+        key_ids: Sequence[str] | None = None,
+        discovery: bool = False,
+        discovery_accounts: Sequence[str] | None = None,
+        discovery_partition: str | None = None,
         frame_length: int = DEFAULT_FRAME_LENGTH,
         threads: int = 1,
         cache: DataKeyCache | None = None,
@@ -145,39 +150,67 @@ class DataPlane:
             raise ValidationError("kms must provide decrypt() (an AwsKms or LocalKms)")
         self._kms = kms
         self._s3 = s3_client
+        self._provider = getattr(kms, "provider_id", None)
+        trust = KeyTrust.from_options(
+            provider=self._provider,
+            key_ids=key_ids,
+            discovery=discovery,
+            discovery_accounts=discovery_accounts,
+            discovery_partition=discovery_partition,
+        )
         self.frame_length = check_frame_length(frame_length)
         self.threads = check_threads(threads)
         self.cache = cache if cache is not None else DataKeyCache()
         if not isinstance(self.cache, DataKeyCache):
             raise ValidationError("cache must be a DataKeyCache")
         self.allow_unbound = _check_bool(allow_unbound, "allow_unbound")
-        self._grant_tokens = validate_grant_tokens(grant_tokens, parameter="grant_tokens")
+        tokens = validate_grant_tokens(grant_tokens, parameter="grant_tokens")
         if limits is not None and not isinstance(limits, Limits):
             raise ValidationError("limits must be a dataplane.Limits")
         self.limits = limits or Limits()
         if not callable(random_bytes):
             raise ValidationError("random_bytes must be a callable like os.urandom")
-        self._random = random_bytes
-        self._provider = getattr(kms, "provider_id", None)
+        self._keys = KeyService(kms, self.cache, trust, tokens or (), random_bytes)
+
+    @property
+    def trust(self) -> KeyTrust:
+        """The trust policy: strict key ARNs, or discovery with its filters."""
+        return self._keys.trust
 
     def __repr__(self) -> str:
-        return f"DataPlane(kms={self._kms!r}, frame_length={self.frame_length}, threads={self.threads})"
+        mode = "discovery" if self.trust.discovery else f"key_ids={list(self.trust.key_ids or ())}"
+        return f"DataPlane(kms={self._kms!r}, {mode}, frame_length={self.frame_length}, threads={self.threads})"
 
     def cache_stats(self) -> CacheStats:
         """Counters: KMS Decrypt calls, cache hits and misses, evictions, entries."""
         return self.cache.stats()
 
-    def open(self, location: LocationLike, *, fetch_key: bool = True) -> Container:
+    def open(
+        self,
+        location: LocationLike,
+        *,
+        encryption_context: Mapping[str, str] | None = None,
+        container_id: str | None = None,
+        fetch_key: bool = True,
+    ) -> Container:
         """Open the container at `location` (path, file:// or s3:// URL, or a Store).
 
         Reads and checks the header, then gets the data key (one KMS Decrypt
         unless cached), so permission and key-state problems surface here:
         ContainerNotFoundError, FormatError, or the KMS error
         (AccessDeniedError, DisabledError, InvalidCiphertextError...).
+
+        `encryption_context` pins pairs the header's context must contain and
+        `container_id` pins its id: storage alone cannot prove which container
+        a location holds, so a caller who knows should say. A mismatch, or a
+        header whose data key is under a KMS key this plane does not trust, is
+        `AuthenticationError` before any KMS call.
+
         With ``fetch_key=False`` the key is fetched on the first operation
         that needs it; listing, deleting and `inspect` never need it.
         """
         _check_bool(fetch_key, "fetch_key")
+        expected = ExpectedContainer.from_options(encryption_context, container_id)
         store = open_store(location, s3_client=self._s3)
         header = read_container_header(store)
         check_binding(header)
@@ -192,35 +225,12 @@ class DataPlane:
                 f"{store.url}: the container's data key is held by {provider!r}, "
                 f"but this DataPlane's KMS is {self._provider!r}"
             )
+        expected.check(header.container_id, header.encryption_context, store.url)
+        self.trust.check(header.data_keys[0].key_id, store.url)
         container = Container(self, store, header)
         if fetch_key:
             container.data_key()
         return container
-
-    # -- used by containers --
-
-    def _cache_key(self, edk: HeaderDataKey, context: Mapping[str, str]) -> Hashable:
-        # The KMS object is part of the key: a key cached for one set of credentials is never
-        # served to a plane whose KMS would not have authorized it.
-        return (self._kms, edk.provider, edk.key_id, edk.ciphertext, tuple(sorted(context.items())))
-
-    def _decrypt_cached(self, edk: HeaderDataKey, context: Mapping[str, str]) -> DataKey:
-        def load() -> DataKey:
-            key = self._kms.decrypt(
-                edk.ciphertext,
-                encryption_context=dict(context),
-                key_id=edk.key_id,
-                grant_tokens=self._grant_tokens or None,
-            )
-            if key.key_id != edk.key_id or len(key) != DATA_KEY_LENGTH:
-                key.wipe()
-                raise AuthenticationError
-            return key
-
-        return self.cache.get(self._cache_key(edk, context), load)
-
-    def _record(self, edk: HeaderDataKey, context: Mapping[str, str], nbytes: int) -> None:
-        self.cache.record_encryption(self._cache_key(edk, context), nbytes)
 
 
 class Container:
@@ -237,11 +247,11 @@ class Container:
         self._store = store
         self._objects = store.substore(OBJECTS_PREFIX.rstrip("/"))
         self.header = header
-        self._edk = header.data_keys[0]
-        self._context = dict(header.encryption_context)
-        self._message_edks = tuple(
-            EncryptedDataKey(message_provider_id(k.provider), k.key_id.encode("utf-8"), k.ciphertext)
-            for k in header.data_keys
+        self._materials = KeyMaterials(
+            plane._keys,
+            header.container_id,
+            [Generation(1, header.data_keys[0], header.encryption_context)],
+            store.url,
         )
         self._closed = False
 
@@ -270,9 +280,9 @@ class Container:
             raise ValueError("I/O operation on a closed container")
 
     def data_key(self) -> DataKey:
-        """The container's data key from the plane's cache (one KMS Decrypt per cache lifetime)."""
+        """The data key new writes use, from the plane's cache (one KMS Decrypt per cache lifetime)."""
         self._check_open()
-        return self._plane._decrypt_cached(self._edk, self._context)
+        return self._materials.data_key()
 
     # -- writing --
 
@@ -289,24 +299,16 @@ class Container:
         _check_bool(overwrite, "overwrite")
         frame_length = self._plane.frame_length if frame_length is None else check_frame_length(frame_length)
         threads = self._plane.threads if threads is None else check_threads(threads)
-        key = self.data_key()
-        message_id = new_message_id(
-            derive_binding_key(key.reveal()),
-            self.header.container_id,
-            name,
-            self._plane._random,
-        )
-        edk = self._edk
-        context = self._context
+        materials = self._materials.for_writing(name)
         writer = self._objects.open_writer(name, overwrite=overwrite)
-        sink = _AccountingSink(writer, lambda n: self._plane._record(edk, context, n))
+        sink = _AccountingSink(writer, materials.record)
         try:
             return MessageWriter(
                 sink,
-                data_key=key,
-                message_id=message_id,
-                encryption_context=context,
-                encrypted_data_keys=self._message_edks,
+                data_key=materials.data_key,
+                message_id=materials.message_id,
+                encryption_context=materials.encryption_context,
+                encrypted_data_keys=materials.encrypted_data_keys,
                 frame_length=frame_length,
                 threads=threads,
             )
@@ -333,48 +335,15 @@ class Container:
         validate_name(name)
         allow = self._plane.allow_unbound if allow_unbound is None else _check_bool(allow_unbound, "allow_unbound")
         threads = self._plane.threads if threads is None else check_threads(threads)
-        resolved: dict[str, Any] = {}
-
-        def resolve_key(header: MessageHeader) -> DataKey:
-            if self._is_ours(header):
-                key = self.data_key()
-                resolved["binding_key"] = derive_binding_key(key.reveal())
-                return key
-            if allow and dict(header.encryption_context) == self._context:
-                foreign = self._foreign_key(header)
-                if foreign is not None:
-                    resolved["unbound"] = True
-                    return foreign
-            raise AuthenticationError
-
-        def check_message_id(message_id: bytes) -> bool:
-            if resolved.get("unbound"):
-                return True
-            return verify_message_id(resolved["binding_key"], self.header.container_id, name, message_id)
-
+        resolution = _Resolution(self._materials, name, allow_unbound=allow)
         source = self._objects.open_reader(name)
         return MessageReader(
             source,
-            resolve_key=resolve_key,
-            check_message_id=check_message_id,
+            resolve_key=resolution.resolve_key,
+            check_message_id=resolution.check_message_id,
             limits=self._plane.limits,
             threads=threads,
         )
-
-    def _is_ours(self, header: MessageHeader) -> bool:
-        return (
-            tuple(header.encrypted_data_keys) == self._message_edks and dict(header.encryption_context) == self._context
-        )
-
-    def _foreign_key(self, header: MessageHeader) -> DataKey | None:
-        """Decrypt an EDK another SDK wrote under the container's KMS key (opt-in only)."""
-        wanted_provider = message_provider_id(self._edk.provider)
-        for edk in header.encrypted_data_keys:
-            if edk.provider_id != wanted_provider or edk.provider_info != self._edk.key_id.encode("utf-8"):
-                continue
-            foreign = HeaderDataKey(provider=self._edk.provider, key_id=self._edk.key_id, ciphertext=edk.ciphertext)
-            return self._plane._decrypt_cached(foreign, self._context)
-        return None
 
     def get(self, name: str) -> bytes:
         """The whole plaintext of `name` (use open_reader for large objects)."""
@@ -397,7 +366,7 @@ class Container:
                 size=total,
                 frame_length=r.header.frame_length,
                 encrypted_size=size,
-                bound=self._is_ours(r.header),
+                bound=self._materials.written_under(r.header) is not None,
             )
 
     def inspect(self, name: str) -> ObjectInfo:
@@ -418,7 +387,7 @@ class Container:
             encrypted_data_keys=tuple(
                 (e.provider_id, e.provider_info.decode("utf-8", "replace")) for e in header.encrypted_data_keys
             ),
-            bound_to_container=self._is_ours(header),
+            bound_to_container=self._materials.written_under(header) is not None,
         )
 
     # -- namespace --
@@ -446,3 +415,21 @@ class Container:
         self._check_open()
         validate_name(name)
         self._objects.delete(name)
+
+
+class _Resolution:
+    """What `open_reader` resolved for one message: its key materials, then its name check."""
+
+    __slots__ = ("_allow_unbound", "_found", "_materials", "_name")
+
+    def __init__(self, materials: KeyMaterials, name: str, *, allow_unbound: bool) -> None:
+        self._materials, self._name, self._allow_unbound = materials, name, allow_unbound
+        self._found: ReadMaterials | None = None
+
+    def resolve_key(self, header: MessageHeader) -> DataKey:
+        self._found = self._materials.for_reading(header, allow_unbound=self._allow_unbound)
+        return self._found.data_key
+
+    def check_message_id(self, message_id: bytes) -> bool:
+        assert self._found is not None, "the reader resolves the key before it checks the message id"
+        return self._found.check_message_id(self._materials.container_id, self._name, message_id)

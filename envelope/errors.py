@@ -12,6 +12,7 @@ __all__ = [
     "AuthenticationError",
     "ContainerExistsError",
     "ContainerNotFoundError",
+    "DataKeyWipedError",
     "DependencyTimeoutError",
     "DisabledError",
     "EnvelopeError",
@@ -69,6 +70,15 @@ class AuthenticationError(EnvelopeError):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.MESSAGE)
+
+
+class DataKeyWipedError(EnvelopeError):
+    """A data key was used after its owner wiped it.
+
+    The library never wipes a key that an operation may still hold (see
+    `envelope.datakey.DataKey`), so this reaches callers only when their own
+    code wiped a key it had been handed and then used it.
+    """
 
 
 class StorageError(EnvelopeError):

@@ -173,7 +173,8 @@ class Session:
         return ControlPlane(self.kms())
 
     def _data_plane(self, kms: Any) -> DataPlane:
-        return DataPlane(kms, grant_tokens=self.grant_tokens or None)
+        # Interim, until the data commands take --key/--discovery (DESIGN §11): discovery, as before.
+        return DataPlane(kms, discovery=True, grant_tokens=self.grant_tokens or None)
 
     def open_container(self, location: str) -> Container:
         """Open a container with its data key (one KMS Decrypt), for put/get/verify."""

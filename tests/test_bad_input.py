@@ -181,7 +181,7 @@ class World:
         self.s3_location = f"s3://{self.bucket}/tenants/acme"
         self.control_s3 = ControlPlane(self.aws_kms, self.s3_client)
         self.control_s3.create_container(self.s3_location, self.aws_arn, encryption_context={"t": "1"})
-        self.s3_container = DataPlane(self.aws_kms, self.s3_client).open(self.s3_location)
+        self.s3_container = DataPlane(self.aws_kms, self.s3_client, discovery=True).open(self.s3_location)
         self.s3_container.put("existing", b"s3 object")
         self.aws_blob = self.aws_kms.generate_data_key_without_plaintext(self.aws_arn).ciphertext_blob
 
@@ -245,7 +245,7 @@ def fresh_s3(world: World) -> str:
 
 
 def test_bad_locations_are_refused_by_every_api_that_takes_one(world: World) -> None:
-    control, plane = world.control_s3, DataPlane(world.aws_kms, world.s3_client)
+    control, plane = world.control_s3, DataPlane(world.aws_kms, world.s3_client, discovery=True)
     cases: list[Case] = []
     for loc in BAD_LOCATIONS:
         cases += [
@@ -262,7 +262,9 @@ def test_bad_locations_are_refused_by_every_api_that_takes_one(world: World) -> 
             lambda: ControlPlane(world.aws_kms).create_container(fresh_s3(world), world.aws_arn),
         )
     )
-    cases.append(("s3:// open without an s3_client", lambda: DataPlane(world.aws_kms).open(world.s3_location)))
+    cases.append(
+        ("s3:// open without an s3_client", lambda: DataPlane(world.aws_kms, discovery=True).open(world.s3_location))
+    )
     refuse_all(world, cases)
 
 
@@ -368,7 +370,10 @@ def test_bad_grant_tokens_are_refused(world: World) -> None:
                 f"s3 create(tokens={label})",
                 lambda t=tokens: world.control_s3.create_container(fresh_s3(world), world.aws_arn, grant_tokens=t),
             ),
-            (f"DataPlane(tokens={label})", lambda t=tokens: DataPlane(world.aws_kms, world.s3_client, grant_tokens=t)),
+            (
+                f"DataPlane(tokens={label})",
+                lambda t=tokens: DataPlane(world.aws_kms, world.s3_client, discovery=True, grant_tokens=t),
+            ),
             (
                 f"LocalKms.generate(tokens={label})",
                 lambda t=tokens: world.local_kms.generate_data_key_without_plaintext(world.local_arn, grant_tokens=t),
@@ -479,17 +484,57 @@ def test_bad_data_plane_options_are_refused(world: World) -> None:
         ("DataPlane(kms=object())", lambda: DataPlane(object())),  # type: ignore[arg-type]
         ("DataPlane(kms=None)", lambda: DataPlane(None)),  # type: ignore[arg-type]
         ("DataPlane(kms='kms')", lambda: DataPlane("kms")),  # type: ignore[arg-type]
-        ("DataPlane(cache='cache')", lambda: DataPlane(kms, s3, cache="cache")),  # type: ignore[arg-type]
-        ("DataPlane(cache={})", lambda: DataPlane(kms, s3, cache={})),  # type: ignore[arg-type]
+        ("DataPlane(cache='cache')", lambda: DataPlane(kms, s3, discovery=True, cache="cache")),  # type: ignore[arg-type]
+        ("DataPlane(cache={})", lambda: DataPlane(kms, s3, discovery=True, cache={})),  # type: ignore[arg-type]
+        # DESIGN §11: AwsKms needs a trust decision, and key_ids are key ARNs
+        ("DataPlane(AwsKms) without key_ids or discovery", lambda: DataPlane(kms, s3)),
+        ("DataPlane(key_ids=[alias])", lambda: DataPlane(kms, s3, key_ids=["alias/acme"])),
+        (
+            "DataPlane(key_ids=[alias ARN])",
+            lambda: DataPlane(kms, s3, key_ids=[world.aws_arn.replace(":key/", ":alias/").rsplit("/", 1)[0] + "/acme"]),
+        ),
+        ("DataPlane(key_ids=[bare id])", lambda: DataPlane(kms, s3, key_ids=[world.aws_arn.split("/")[-1]])),
+        ("DataPlane(key_ids=[])", lambda: DataPlane(kms, s3, key_ids=[])),
+        ("DataPlane(key_ids='arn')", lambda: DataPlane(kms, s3, key_ids=world.aws_arn)),
+        ("DataPlane(key_ids=..., discovery=True)", lambda: DataPlane(kms, s3, key_ids=[world.aws_arn], discovery=True)),
+        ("DataPlane(discovery='yes')", lambda: DataPlane(kms, s3, discovery="yes")),  # type: ignore[arg-type]
+        ("DataPlane(discovery_accounts=['1'])", lambda: DataPlane(kms, s3, discovery=True, discovery_accounts=["1"])),
+        ("DataPlane(discovery_accounts=[])", lambda: DataPlane(kms, s3, discovery=True, discovery_accounts=[])),
+        (
+            "DataPlane(discovery_partition='x')",
+            lambda: DataPlane(kms, s3, discovery=True, discovery_accounts=["123456789012"], discovery_partition="x"),
+        ),
+        ("DataPlane(discovery_partition only)", lambda: DataPlane(kms, s3, discovery=True, discovery_partition="aws")),
+        (
+            "DataPlane(key_ids + discovery_accounts)",
+            lambda: DataPlane(kms, s3, key_ids=[world.aws_arn], discovery_accounts=["123456789012"]),
+        ),
+        (
+            "open(encryption_context='x')",
+            lambda: DataPlane(kms, s3, discovery=True).open(world.s3_location, encryption_context="x"),
+        ),  # type: ignore[arg-type]
+        (
+            "open(encryption_context={1: 'x'})",
+            lambda: DataPlane(kms, s3, discovery=True).open(world.s3_location, encryption_context={1: "x"}),
+        ),  # type: ignore[dict-item]
+        ("open(container_id='')", lambda: DataPlane(kms, s3, discovery=True).open(world.s3_location, container_id="")),
+        ("open(container_id=5)", lambda: DataPlane(kms, s3, discovery=True).open(world.s3_location, container_id=5)),  # type: ignore[arg-type]
     ]
     for value in BAD_FRAME_LENGTHS:
-        cases.append((f"DataPlane(frame_length={value!r})", lambda v=value: DataPlane(kms, s3, frame_length=v)))
-    for value in BAD_THREADS:
-        cases.append((f"DataPlane(threads={value!r})", lambda v=value: DataPlane(kms, s3, threads=v)))
-    for value in BAD_FLAGS:
-        cases.append((f"DataPlane(allow_unbound={value!r})", lambda v=value: DataPlane(kms, s3, allow_unbound=v)))
         cases.append(
-            (f"open(fetch_key={value!r})", lambda v=value: DataPlane(kms, s3).open(world.s3_location, fetch_key=v))
+            (f"DataPlane(frame_length={value!r})", lambda v=value: DataPlane(kms, s3, discovery=True, frame_length=v))
+        )
+    for value in BAD_THREADS:
+        cases.append((f"DataPlane(threads={value!r})", lambda v=value: DataPlane(kms, s3, discovery=True, threads=v)))
+    for value in BAD_FLAGS:
+        cases.append(
+            (f"DataPlane(allow_unbound={value!r})", lambda v=value: DataPlane(kms, s3, discovery=True, allow_unbound=v))
+        )
+        cases.append(
+            (
+                f"open(fetch_key={value!r})",
+                lambda v=value: DataPlane(kms, s3, discovery=True).open(world.s3_location, fetch_key=v),
+            )
         )
     for kw in (
         {"max_entries": 0},
@@ -616,9 +661,13 @@ def test_bad_store_and_keystore_parameters_are_refused(world: World) -> None:
     [
         pytest.param("Limits(max_header_size=10)", lambda w: Limits(max_header_size=10), id="Limits-range"),
         pytest.param("Limits(max_frame_length='x')", lambda w: Limits(max_frame_length="x"), id="Limits-type"),
-        pytest.param("DataPlane(limits='x')", lambda w: DataPlane(w.aws_kms, limits="x"), id="DataPlane-limits"),
         pytest.param(
-            "DataPlane(random_bytes=5)", lambda w: DataPlane(w.aws_kms, random_bytes=5), id="DataPlane-random"
+            "DataPlane(limits='x')", lambda w: DataPlane(w.aws_kms, discovery=True, limits="x"), id="DataPlane-limits"
+        ),
+        pytest.param(
+            "DataPlane(random_bytes=5)",
+            lambda w: DataPlane(w.aws_kms, discovery=True, random_bytes=5),
+            id="DataPlane-random",
         ),
         pytest.param("AwsKms(client, retry='x')", lambda w: AwsKms(w.kms_client, retry="x"), id="AwsKms-retry"),
         pytest.param("AwsKms('client')", lambda w: AwsKms("client"), id="AwsKms-client-type"),

@@ -14,8 +14,11 @@ from envelope.errors import AccessDeniedError, ValidationError
 
 
 class Loader:
-    def __init__(self, fail: Exception | None = None, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self, fail: Exception | None = None, gate: threading.Event | None = None, *, keep: bool = True
+    ) -> None:
         self.calls = 0
+        self.keep = keep
         self.fail = fail
         self.gate = gate
         self.keys: list[DataKey] = []
@@ -27,7 +30,8 @@ class Loader:
         if self.fail is not None:
             raise self.fail
         key = DataKey(b"\x11" * 32, "arn:aws:kms:us-east-1:111122223333:key/k")
-        self.keys.append(key)
+        if self.keep:
+            self.keys.append(key)
         return key
 
 
@@ -56,16 +60,21 @@ def test_failure_is_shared_by_waiters_and_not_cached() -> None:
     assert ok.calls == 1 and cache.stats().kms_calls == 2
 
 
-def test_age_bound_forces_a_fresh_decrypt_and_wipes_the_old_key() -> None:
+def test_age_bound_forces_a_fresh_decrypt_and_the_old_key_stays_valid_for_its_holder() -> None:
     now = [0.0]
     cache = DataKeyCache(max_age=10, clock=lambda: now[0])
-    load = Loader()
+    load = Loader(keep=False)
     first = cache.get("c", load)
+    buffer = first._buf  # white box: the bytes wipe() zeroes in place
     now[0] = 9.9
     assert cache.get("c", load) is first
     now[0] = 10.0
     second = cache.get("c", load)
-    assert second is not first and first.wiped and load.calls == 2
+    assert second is not first and load.calls == 2
+    # Evicted while this test (an operation in flight) holds it: still whole, still usable.
+    assert not first.wiped and first.reveal() == b"\x11" * 32
+    del first  # the last holder lets go: the key wipes itself
+    assert buffer == bytearray(32)
 
 
 def test_usage_bounds() -> None:
@@ -82,17 +91,23 @@ def test_usage_bounds() -> None:
     assert load.calls == 3
 
 
-def test_lru_entry_bound_and_clear_wipes() -> None:
+def test_lru_entry_bound_and_clear_drop_keys_that_wipe_when_unheld() -> None:
     cache = DataKeyCache(max_entries=2)
-    load = Loader()
+    load = Loader(keep=False)
+    buffers = {}
     a = cache.get("a", load)
-    cache.get("b", load)
+    buffers["a"] = a._buf
+    buffers["b"] = cache.get("b", load)._buf  # nobody holds b but the cache
     cache.get("a", load)
-    cache.get("c", load)  # evicts b (least recently used)
-    assert not a.wiped and load.keys[1].wiped
-    assert cache.stats().entries == 2
+    buffers["c"] = cache.get("c", load)._buf  # evicts b (least recently used)
+    assert buffers["b"] == bytearray(32), "an evicted key nobody holds is wiped at once"
+    assert buffers["c"] == bytearray(b"\x11" * 32)
+    assert cache.stats().entries == 2 and cache.stats().evictions == 1
     cache.clear()
-    assert all(k.wiped for k in load.keys)
+    assert buffers["c"] == bytearray(32), "clear() wipes keys nobody holds"
+    assert not a.wiped and a.reveal() == b"\x11" * 32, "a key still held stays whole after clear()"
+    del a
+    assert buffers["a"] == bytearray(32)
     assert "\\x11" not in repr(cache) and "11" * 8 not in repr(cache)
 
 

@@ -61,7 +61,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Env:
 
 @pytest.mark.timeout(120)
 def test_sixteen_threads_share_one_container_handle(env: Env) -> None:
-    plane = DataPlane(env.kms, env.s3, frame_length=256)
+    plane = DataPlane(env.kms, env.s3, frame_length=256, discovery=True)
     container = plane.open(env.location)
     start = threading.Barrier(THREADS)
 
@@ -92,7 +92,7 @@ def test_sixteen_threads_share_one_container_handle(env: Env) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_thundering_herd_of_opens_costs_one_decrypt(env: Env) -> None:
-    plane = DataPlane(env.kms, env.s3)
+    plane = DataPlane(env.kms, env.s3, discovery=True)
     start = threading.Barrier(THREADS)
 
     def open_and_write(t: int) -> None:
@@ -132,7 +132,7 @@ else:
     s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
 while not os.path.exists(go):
     time.sleep(0.005)
-plane = DataPlane(kms, s3, frame_length=256)
+plane = DataPlane(kms, s3, frame_length=256, discovery=True)
 errors = []
 with plane.open(location) as container:
     for i in range(count):
@@ -192,7 +192,7 @@ def test_four_processes_write_into_one_container(kind: str, tmp_path: Path, requ
         assert report["kms_calls"] == 1
         if kind == "s3":
             assert report["decrypt_requests"] == 1
-    with DataPlane(kms, s3).open(location) as container:
+    with DataPlane(kms, s3, discovery=True).open(location) as container:
         expected = sorted(f"p{n}/o{i:03d}" for n in range(PROCESSES) for i in range(PER_PROCESS[kind]))
         assert list(container.list()) == expected
         for name in expected:

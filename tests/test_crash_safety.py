@@ -66,7 +66,7 @@ def pause():
     print("paused", flush=True)
     sys.stdin.readline()  # blocks until the parent's SIGKILL
 
-with DataPlane(LocalKms(keystore), frame_length=4096).open(location) as container:
+with DataPlane(LocalKms(keystore), frame_length=4096, discovery=True).open(location) as container:
     print("ready", flush=True)
     for i in range(start, stop):
         data = content(i)
@@ -145,7 +145,7 @@ def test_sigkill_during_local_writes_loses_nothing_committed(tmp_path: Path) -> 
     ControlPlane(LocalKms(keystore)).create_container(location, "alias/crash")
     script = tmp_path / "writer.py"
     script.write_text(LOCAL_WRITER)
-    checker = DataPlane(LocalKms(keystore)).open(location)
+    checker = DataPlane(LocalKms(keystore), discovery=True).open(location)
 
     rng = random.Random(4242)
     committed: dict[int, str] = {}
@@ -198,7 +198,7 @@ def test_sigkill_during_local_writes_loses_nothing_committed(tmp_path: Path) -> 
     assert leftovers == []
     assert sorted(objects.list("obj/")) == [f"obj/{i:04d}" for i in range(OBJECTS)]
     LocalKms(keystore).create_key(alias="alias/after-crash")  # the keystore lock is free
-    with DataPlane(LocalKms(keystore)).open(location) as container:
+    with DataPlane(LocalKms(keystore), discovery=True).open(location) as container:
         container.put("after/crash", b"writes again")
         assert container.get("after/crash") == b"writes again"
 
@@ -218,7 +218,7 @@ kms = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint,
                    config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
 store = S3Store(s3, bucket, prefix, part_size=5 * 1024 * 1024)
 chunk = bytes(range(256)) * 4096  # 1 MiB
-with DataPlane(AwsKms(kms), frame_length=65536).open(store) as container:
+with DataPlane(AwsKms(kms), frame_length=65536, discovery=True).open(store) as container:
     print("ready", flush=True)
     with container.open_writer(name) as writer:
         for i in range(size // len(chunk)):
@@ -248,7 +248,7 @@ def test_sigkill_during_s3_multipart_uploads_leaves_nothing_partial(
     proc = _spawn(script, *args, "big/first", str(BIG))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "committed" in out, err
-    checker = DataPlane(AwsKms(server_kms_client)).open(store)
+    checker = DataPlane(AwsKms(server_kms_client), discovery=True).open(store)
     first = checker.get("big/first")
     assert len(first) == BIG
 

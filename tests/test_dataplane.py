@@ -30,6 +30,8 @@ class Env:
         self.kms, self.key, self.location, self.other, self.s3, self.faults = kms, key, location, other, s3, faults
 
     def plane(self, **kw: Any) -> DataPlane:
+        if self.key.startswith("arn:") and "discovery" not in kw:
+            kw.setdefault("key_ids", [self.key])  # strict, as AwsKms users must be
         return DataPlane(self.kms, self.s3, **kw)
 
 

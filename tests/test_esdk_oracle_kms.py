@@ -62,7 +62,7 @@ def setup(kms_client: Any, s3_client: Any, bucket: str) -> dict[str, Any]:
 )
 def test_esdk_decrypts_what_we_write(setup: dict[str, Any], size: int, frame_length: int) -> None:
     data = os.urandom(size)
-    plane = DataPlane(setup["kms"], setup["s3"], frame_length=frame_length)
+    plane = DataPlane(setup["kms"], setup["s3"], frame_length=frame_length, key_ids=[setup["arn"]])
     with plane.open(setup["location"]) as c:
         c.put("obj", data)
         raw = c._objects.get_bytes("obj")
@@ -75,7 +75,7 @@ def test_esdk_decrypts_what_we_write(setup: dict[str, Any], size: int, frame_len
 
 def test_esdk_streaming_decrypt_of_a_multi_frame_object(setup: dict[str, Any]) -> None:
     data = os.urandom(200_000)
-    with DataPlane(setup["kms"], setup["s3"], frame_length=4096).open(setup["location"]) as c:
+    with DataPlane(setup["kms"], setup["s3"], frame_length=4096, key_ids=[setup["arn"]]).open(setup["location"]) as c:
         with c.open_writer("s") as w:
             for i in range(0, len(data), 9999):
                 w.write(data[i : i + 9999])
@@ -103,7 +103,7 @@ def test_we_read_what_the_esdk_writes_only_when_allowed(setup: dict[str, Any]) -
     context = dict(setup["header"].encryption_context)
     message = _esdk_message(setup, data, context)
     faults = KmsFaults(setup["kms_client"])
-    strict = DataPlane(setup["kms"], setup["s3"])
+    strict = DataPlane(setup["kms"], setup["s3"], key_ids=[setup["arn"]])
     with strict.open(setup["location"]) as c:
         c._objects.put_bytes("from-esdk", message)
         decrypts_before = faults.count("Decrypt")
@@ -112,7 +112,7 @@ def test_we_read_what_the_esdk_writes_only_when_allowed(setup: dict[str, Any]) -
         assert faults.count("Decrypt") == decrypts_before, "an unbound message reached KMS without the opt-in"
         with c.open_reader("from-esdk", allow_unbound=True) as r:
             assert r.read() == data
-    with DataPlane(setup["kms"], setup["s3"], allow_unbound=True).open(setup["location"]) as c:
+    with DataPlane(setup["kms"], setup["s3"], allow_unbound=True, key_ids=[setup["arn"]]).open(setup["location"]) as c:
         assert c.get("from-esdk") == data
         assert not c.verify("from-esdk").bound
 
@@ -122,7 +122,7 @@ def test_unbound_message_with_another_context_is_rejected_even_when_allowed(setu
     context["tenant"] = "someone-else"
     message = _esdk_message(setup, b"not yours", context)
     faults = KmsFaults(setup["kms_client"])
-    with DataPlane(setup["kms"], setup["s3"], allow_unbound=True).open(setup["location"]) as c:
+    with DataPlane(setup["kms"], setup["s3"], allow_unbound=True, key_ids=[setup["arn"]]).open(setup["location"]) as c:
         c._objects.put_bytes("foreign", message)
         before = faults.count("Decrypt")
         with pytest.raises(AuthenticationError):

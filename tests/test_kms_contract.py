@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from envelope.errors import AccessDeniedError, IncorrectKeyError, InvalidCiphertextError, NotFoundError, ValidationError
+from envelope.errors import (
+    AccessDeniedError,
+    DataKeyWipedError,
+    IncorrectKeyError,
+    InvalidCiphertextError,
+    NotFoundError,
+    ValidationError,
+)
 from envelope.kms import AwsKms, DataKey, LocalKms
 
 
@@ -115,7 +122,7 @@ def test_data_key_never_shows_its_bytes(kit: Kit) -> None:
         pickle.dumps(key)
     key.wipe()
     assert key.wiped
-    with pytest.raises(ValueError):
+    with pytest.raises(DataKeyWipedError):
         key.reveal()
 
 

@@ -104,7 +104,7 @@ def test_a_thousand_operations_succeed_with_30_percent_transient_kms_failures(km
 
     # One cached key at a time and containers taken in turn: every operation opens a container
     # whose key was just evicted, so every operation costs a Decrypt.
-    plane = DataPlane(kms, frame_length=64, cache=DataKeyCache(max_entries=1))
+    plane = DataPlane(kms, frame_length=64, cache=DataKeyCache(max_entries=1), discovery=True)
     objects = {f"obj/{i:04d}": hashlib.sha256(b"%d" % i).digest() * (1 + i % 5) for i in range(500)}
     for i, (name, data) in enumerate(objects.items()):
         with plane.open(locations[i % 4]) as container:
@@ -135,7 +135,7 @@ def test_a_non_retryable_decrypt_error_fails_after_exactly_one_attempt(
     location = f"s3://{bucket}/c"
     ControlPlane(kms, s3_client).create_container(location, key_id=arn)
     faults = KmsFaults(kms_client, lambda op: (code, None) if op == "Decrypt" else None)
-    plane = DataPlane(kms, s3_client)
+    plane = DataPlane(kms, s3_client, discovery=True)
     with pytest.raises(error) as caught:
         plane.open(location)
     assert type(caught.value) is error
@@ -176,7 +176,7 @@ def test_a_transient_error_that_never_clears_stops_at_max_attempts(
     ControlPlane(AwsKms(kms_client), s3_client).create_container(location, key_id=arn)
     clock = SimulatedTime()
     faults = KmsFaults(kms_client, lambda op: (code, status))
-    plane = DataPlane(AwsKms(kms_client, retry=retry_policy(clock, attempts=5)), s3_client)
+    plane = DataPlane(AwsKms(kms_client, retry=retry_policy(clock, attempts=5)), s3_client, discovery=True)
     with pytest.raises(errors.KmsError) as caught:
         plane.open(location)
     assert caught.value.code == code and caught.value.retryable
@@ -194,7 +194,7 @@ def test_retries_stop_at_the_deadline_on_the_retry_clock(kms_client: Any, s3_cli
     )
     faults = KmsFaults(kms_client, lambda op: ("ThrottlingException", 400))
     with pytest.raises(errors.ThrottlingError) as caught:
-        DataPlane(AwsKms(kms_client, retry=policy), s3_client).open(location)
+        DataPlane(AwsKms(kms_client, retry=policy), s3_client, discovery=True).open(location)
     # Sleeps of 1 s each while the next one still ends within 3.5 s: three sleeps, four attempts.
     assert clock.sleeps == [1.0, 1.0, 1.0]
     assert caught.value.attempts == 4 == faults.count("Decrypt")
@@ -308,7 +308,7 @@ def test_a_kms_that_does_not_answer_is_bounded_by_the_deadline(
             sleep=clock.sleep,
             rng=lambda: 1.0,
         )
-        plane = DataPlane(AwsKms(slow_client, retry=policy), server_s3_client)
+        plane = DataPlane(AwsKms(slow_client, retry=policy), server_s3_client, discovery=True)
         started = time.monotonic()
         with pytest.raises(errors.KmsConnectionError) as caught:
             plane.open(location)
@@ -323,5 +323,5 @@ def test_a_kms_that_does_not_answer_is_bounded_by_the_deadline(
     assert clock() <= policy.deadline
     assert elapsed < 30  # a hang guard only
     # The same KMS through the same plane works once it answers: nothing was cached from the failure.
-    fast = DataPlane(AwsKms(server_kms_client), server_s3_client)
+    fast = DataPlane(AwsKms(server_kms_client), server_s3_client, discovery=True)
     fast.open(location).put("after", b"ok")

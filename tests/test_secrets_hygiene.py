@@ -135,7 +135,7 @@ def run_workflow(kms: Any, location: Any, key_id: str, evidence: Evidence, s3: A
     """Both planes end to end, with failures forced and everything repr'd."""
     control = ControlPlane(kms, s3)
     header = control.create_container(location, key_id, encryption_context={"tenant": "acme"}, labels={"l": "v"})
-    plane = DataPlane(kms, s3, frame_length=FRAME)
+    plane = DataPlane(kms, s3, frame_length=FRAME, discovery=True)
     container = plane.open(location)
     data_key = container.data_key()
     secrets = Secrets(data_key.reveal())
@@ -243,9 +243,9 @@ def test_local_keystore_workflow_leaks_no_key(
     # A disabled key and a keystore that does not hold the key: typed KMS errors.
     other = LocalKms(tmp_path / "other-keystore")
     other.create_key()
-    evidence.expect(EnvelopeError, DataPlane(other).open, tmp_path / "container")
+    evidence.expect(EnvelopeError, DataPlane(other, discovery=True).open, tmp_path / "container")
     kms.disable_key(key_arn)
-    evidence.expect(EnvelopeError, DataPlane(kms).open, tmp_path / "container")
+    evidence.expect(EnvelopeError, DataPlane(kms, discovery=True).open, tmp_path / "container")
     kms.enable_key(key_arn)
 
     cli_output = run_cli_workflow(tmp_path, capsys)
@@ -301,7 +301,7 @@ def _aws_workflow(
     secrets = run_workflow(kms, f"s3://{bucket}/tenants/acme", arn, evidence, s3=s3_client)
     # moto does not enforce key states: inject the error KMS gives for a disabled key.
     KmsFaults(kms_client, lambda op: ("DisabledException", None) if op == "Decrypt" else None)
-    evidence.expect(EnvelopeError, DataPlane(kms, s3_client).open, f"s3://{bucket}/tenants/acme")
+    evidence.expect(EnvelopeError, DataPlane(kms, s3_client, discovery=True).open, f"s3://{bucket}/tenants/acme")
     return secrets, kms
 
 
@@ -319,7 +319,7 @@ def test_readers_writers_and_keys_refuse_pickling(tmp_path: Path) -> None:
     kms = LocalKms(tmp_path / "ks")
     kms.create_key(alias="alias/p")
     ControlPlane(kms).create_container(tmp_path / "c", "alias/p")
-    container = DataPlane(kms).open(tmp_path / "c")
+    container = DataPlane(kms, discovery=True).open(tmp_path / "c")
     container.put("x", b"data")
     with container.open_reader("x") as reader, pytest.raises(TypeError):
         pickle.dumps(reader)

@@ -255,7 +255,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Target:
     kms.create_key(alias="alias/tamper")
     store = MemStore()
     ControlPlane(kms).create_container(store, "alias/tamper", encryption_context={"tenant": "acme", "app": "x"})
-    return Target(DataPlane(kms, frame_length=FRAME), store)
+    return Target(DataPlane(kms, frame_length=FRAME, discovery=True), store)
 
 
 # --- the message, byte by byte ----------------------------------------------------------------------
@@ -369,7 +369,7 @@ def test_a_parallel_reader_wipes_the_batch_that_failed(tmp_path: Path) -> None:
     kms.create_key(alias="alias/p")
     store = MemStore()
     ControlPlane(kms).create_container(store, "alias/p")
-    plane = DataPlane(kms, frame_length=FRAME, threads=2)
+    plane = DataPlane(kms, frame_length=FRAME, threads=2, discovery=True)
     container = plane.open(store)
     plaintext = bytes((i % 200) + 1 for i in range(FRAME * 50_000))  # ~2.3 batches of 16-byte frames
     container.put("big", plaintext)
@@ -403,7 +403,7 @@ def test_an_object_copied_into_another_container_is_rejected(tmp_path: Path) -> 
     first, second = MemStore(), MemStore()
     for store in (first, second):
         ControlPlane(kms).create_container(store, "alias/a", encryption_context={"tenant": "acme"})
-    plane = DataPlane(kms, frame_length=FRAME)
+    plane = DataPlane(kms, frame_length=FRAME, discovery=True)
     plane.open(first).put(NAME, PLAINTEXT)
     second.objects[f"objects/{NAME}"] = first.objects[f"objects/{NAME}"]
     calls_before = plane.cache_stats().kms_calls
@@ -418,7 +418,7 @@ def test_the_disk_path_rejects_every_truncation_and_a_flip_in_every_byte(tmp_pat
     kms.create_key(alias="alias/d")
     location = tmp_path / "container"
     ControlPlane(kms).create_container(location, "alias/d")
-    container = DataPlane(kms, frame_length=FRAME).open(location)
+    container = DataPlane(kms, frame_length=FRAME, discovery=True).open(location)
     container.put(NAME, PLAINTEXT)
     path = location / "objects" / NAME
     message = path.read_bytes()
@@ -453,7 +453,7 @@ def test_every_bit_flip_of_the_container_header_fails_or_changes_nothing_that_ma
     kms.create_key(alias="alias/h")
     store = MemStore()
     original = ControlPlane(kms).create_container(store, "alias/h", encryption_context={"tenant": "acme"})
-    plane = DataPlane(kms, frame_length=FRAME)
+    plane = DataPlane(kms, frame_length=FRAME, discovery=True)
     plane.open(store).put(NAME, PLAINTEXT)
     document = store.objects["container.json"]
     outcomes: dict[str, int] = {}
@@ -604,13 +604,13 @@ def test_a_changed_container_header_field_fails_no_later_than_decrypt(
     kms, arn, other_arn, faults = _kms(kind, request, tmp_path)
     store = MemStore()
     ControlPlane(kms).create_container(store, arn, encryption_context={"tenant": "acme"})
-    DataPlane(kms, frame_length=FRAME).open(store).put(NAME, PLAINTEXT)
+    DataPlane(kms, frame_length=FRAME, discovery=True).open(store).put(NAME, PLAINTEXT)
     doc = json.loads(store.objects["container.json"])
     _mutate(doc, mutation, kind, other_arn)
     store.objects["container.json"] = json.dumps(doc).encode()
     decrypts_before = faults.count("Decrypt") if faults else 0
 
-    plane = DataPlane(kms, frame_length=FRAME)
+    plane = DataPlane(kms, frame_length=FRAME, discovery=True)
     try:
         container = plane.open(store)
     except (FormatError, KmsError, AuthenticationError) as exc:
@@ -632,9 +632,9 @@ def test_a_header_moved_from_another_container_opens_but_reads_nothing(tmp_path:
     first, second = MemStore(), MemStore()
     for store in (first, second):
         ControlPlane(kms).create_container(store, "alias/m", encryption_context={"tenant": "acme"})
-    DataPlane(kms).open(first).put(NAME, PLAINTEXT)
+    DataPlane(kms, discovery=True).open(first).put(NAME, PLAINTEXT)
     first.objects["container.json"] = second.objects["container.json"]
-    container = DataPlane(kms).open(first)  # a genuine header, for another container
+    container = DataPlane(kms, discovery=True).open(first)  # a genuine header, for another container
     with pytest.raises(AuthenticationError):
         container.get(NAME)
 
@@ -645,12 +645,12 @@ def test_labels_and_created_at_are_not_authenticated(tmp_path: Path) -> None:
     kms.create_key(alias="alias/l")
     store = MemStore()
     ControlPlane(kms).create_container(store, "alias/l", labels={"owner": "a"})
-    DataPlane(kms).open(store).put(NAME, PLAINTEXT)
+    DataPlane(kms, discovery=True).open(store).put(NAME, PLAINTEXT)
     doc = json.loads(store.objects["container.json"])
     doc["labels"] = {"owner": "mallory"}
     doc["created_at"] = "1999-01-01T00:00:00Z"
     store.objects["container.json"] = json.dumps(doc).encode()
-    container = DataPlane(kms).open(store)
+    container = DataPlane(kms, discovery=True).open(store)
     assert container.header.labels == {"owner": "mallory"}
     assert container.get(NAME) == PLAINTEXT
 
@@ -673,7 +673,7 @@ def cli_container(tmp_path: Path) -> tuple[list[str], Path, bytes]:
     kms.create_key(alias="alias/cli")
     location = tmp_path / "container"
     ControlPlane(kms).create_container(location, "alias/cli")
-    DataPlane(kms, frame_length=FRAME).open(location).put(NAME, PLAINTEXT)
+    DataPlane(kms, frame_length=FRAME, discovery=True).open(location).put(NAME, PLAINTEXT)
     return ["--kms", f"local:{tmp_path / 'ks'}", "-q"], location, (location / "objects" / NAME).read_bytes()
 
 

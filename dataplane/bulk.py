@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
+from dataplane.format import DEFAULT_FRAME_LENGTH
 from dataplane.plane import Container, DataPlane, VerifyResult
 from dataplane.stream import check_frame_length
 from envelope.errors import EnvelopeError, ValidationError
@@ -285,31 +286,26 @@ class ContainerSpec:
         return session.client("s3", endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"}))
 
     def _build_plane(self) -> DataPlane:
-        kwargs: dict[str, Any] = {"allow_unbound": self.allow_unbound}
-        if self.frame_length is not None:
-            kwargs["frame_length"] = self.frame_length
-        if self.grant_tokens:
-            kwargs["grant_tokens"] = list(self.grant_tokens)
-        # The trust options of DESIGN §11, passed only when given (LocalKms defaults to discovery).
-        if self.key_ids:
-            kwargs["key_ids"] = list(self.key_ids)
-        if self.discovery:
-            kwargs["discovery"] = True
-        if self.discovery_accounts:
-            kwargs["discovery_accounts"] = list(self.discovery_accounts)
-        if self.discovery_partition is not None:
-            kwargs["discovery_partition"] = self.discovery_partition
-        return DataPlane(self._build_kms(), **kwargs)
+        return DataPlane(
+            self._build_kms(),
+            key_ids=list(self.key_ids) or None,
+            discovery=self.discovery,
+            discovery_accounts=list(self.discovery_accounts) or None,
+            discovery_partition=self.discovery_partition,
+            allow_unbound=self.allow_unbound,
+            grant_tokens=list(self.grant_tokens) or None,
+            frame_length=DEFAULT_FRAME_LENGTH if self.frame_length is None else self.frame_length,
+        )
 
     def _open_container(self, plane: DataPlane) -> _Opened:
         s3 = self._build_s3() if self.is_s3 else None
         store = open_store(self.location, s3_client=s3)
-        kwargs: dict[str, Any] = {"fetch_key": False}
-        if self.expect_context:
-            kwargs["encryption_context"] = dict(self.expect_context)
-        if self.container_id is not None:
-            kwargs["container_id"] = self.container_id
-        container = plane.open(store, **kwargs)
+        container = plane.open(
+            store,
+            encryption_context=dict(self.expect_context) or None,
+            container_id=self.container_id,
+            fetch_key=False,
+        )
         return _Opened(container, store.substore(OBJECTS_PREFIX.rstrip("/")))
 
 

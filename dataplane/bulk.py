@@ -306,13 +306,18 @@ class ContainerSpec:
             container_id=self.container_id,
             fetch_key=False,
         )
-        return _Opened(container, store.substore(OBJECTS_PREFIX.rstrip("/")))
+        return _Opened(container, store.substore(OBJECTS_PREFIX.rstrip("/")), s3)
+
+    def s3_client(self) -> S3Client | None:
+        """This process's S3 client for an s3:// container (None for a local one)."""
+        return _PROCESS.opened(self).s3
 
 
 @attrs.frozen
 class _Opened:
     container: Container
     objects: Store
+    s3: S3Client | None
 
 
 class _ProcessPlanes:

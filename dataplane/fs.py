@@ -29,19 +29,21 @@ never keep key material in anything it pickles or reprs.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, NoReturn
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fsspec.spec import AbstractFileSystem
 
 from dataplane.bulk import ContainerSpec
 from dataplane.format import body_layout, read_header
 from dataplane.stream import MessageReader, MessageWriter
-from envelope.errors import EnvelopeError, ObjectNotFoundError, ValidationError
-from envelope.storage import S3Store, Store, validate_name
+from envelope.errors import EnvelopeError, ObjectNotFoundError, StorageError, ValidationError
+from envelope.storage import LocalStore, S3Store, Store, validate_name
 
 __all__ = ["EnvelopeFileSystem", "EnvelopeReadFile", "EnvelopeWriteFile"]
 
@@ -331,6 +333,31 @@ class EnvelopeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             overwrite = self.overwrite and _WRITE_MODES[mode]
             return EnvelopeWriteFile(self, name, container.open_writer(name, overwrite=overwrite))
         raise ValidationError(f"mode {mode!r} is not supported: use 'rb', 'wb' or 'xb' (objects are immutable)")
+
+    def modified(self, path: str) -> datetime.datetime:
+        """When the stored object was last written (DuckDB keys its caches on it)."""
+        name = validate_name(self._strip_protocol(path))
+        objects = self._objects()
+        if isinstance(objects, S3Store):
+            client = self.spec.s3_client()
+            assert client is not None, "an S3 container has an S3 client"
+            try:
+                head = client.head_object(Bucket=objects.bucket, Key=objects.prefix + name)
+            except (BotoCoreError, ClientError) as exc:
+                if not objects.exists(name):
+                    raise _not_found(name) from None
+                raise StorageError(f"cannot read the modification time of {name!r}") from exc
+            stamp: datetime.datetime = head["LastModified"]
+            return stamp
+        if isinstance(objects, LocalStore):
+            try:
+                mtime = (objects.path / name).stat().st_mtime
+            except FileNotFoundError:
+                raise _not_found(name) from None
+            except OSError as exc:
+                raise StorageError(f"cannot read the modification time of {name!r}") from exc
+            return datetime.datetime.fromtimestamp(mtime, tz=datetime.UTC)
+        raise StorageError("this store does not record modification times")
 
     def ukey(self, path: str) -> str:
         entry = self.info(path)

@@ -115,3 +115,12 @@ def test_verify_all_runs_on_the_cluster_one_decrypt_per_worker(client: Any, opti
     assert all(r.size == FRAME * 2 + int(r.name[2:4]) for r in report.verified)
     # Six batches over two worker processes: one Decrypt per worker that ran a batch, never more.
     assert decrypts_per_worker(client, spec) in ([1, 1], [0, 1])
+
+
+def test_a_tampered_partition_fails_the_dask_computation_with_authentication_error(client: Any, tmp_path: Path) -> None:
+    options = {**local_container(tmp_path), "frame_length": FRAME}
+    dd.from_pandas(frame(), npartitions=2).to_parquet("envelope://lake/t", storage_options=options, write_index=False)
+    victim = sorted(_spec(options).open().list("lake/t/"))[-1]
+    flip(options, victim, len(read_stored(options, victim)) // 2)
+    with pytest.raises(AuthenticationError):
+        dd.read_parquet("envelope://lake/t", storage_options=options).compute()

@@ -36,7 +36,7 @@ from dataplane.plane import Container, DataPlane, VerifyResult
 from dataplane.stream import check_frame_length
 from envelope.errors import EnvelopeError, ValidationError
 from envelope.header import OBJECTS_PREFIX
-from envelope.storage import Store, open_store, parse_location, validate_name, validate_prefix
+from envelope.storage import S3Store, Store, open_store, parse_location, validate_name, validate_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -58,6 +58,8 @@ DEFAULT_BATCH_SIZE: Final = 32
 """Names per work item: large enough to amortize shipping a task, small enough to spread work."""
 
 KEYSTORE_ENV: Final = "ENVELOPE_KEYSTORE"
+MIN_WINDOW: Final = 4 << 10
+MAX_WINDOW: Final = 64 << 20
 
 _T = TypeVar("_T")
 
@@ -164,6 +166,14 @@ def _frame_length(value: object) -> int | None:
     return None if value is None else check_frame_length(value)
 
 
+def _window(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_WINDOW <= value <= MAX_WINDOW:
+        raise ValidationError(f"read_ahead and max_read_ahead must be integers from {MIN_WINDOW} to {MAX_WINDOW}")
+    return value
+
+
 def _kms_spelling(value: object) -> str:
     """'aws', 'local' (resolved now) or 'local:PATH' (made absolute now, so every worker sees the same path)."""
     if not isinstance(value, str):
@@ -222,6 +232,10 @@ class ContainerSpec:
     allow_unbound: bool = attrs.field(default=False, converter=_allow_unbound)
     frame_length: int | None = attrs.field(default=None, converter=_frame_length)
     grant_tokens: tuple[str, ...] = attrs.field(default=(), converter=_grant_tokens)
+    read_ahead: int | None = attrs.field(default=None, converter=_window)
+    """S3 only: bytes fetched for a small read (None: the store's default, 1 MiB)."""
+    max_read_ahead: int | None = attrs.field(default=None, converter=_window)
+    """S3 only: how far that window may grow while reads stay sequential (None: the store's default, 8 MiB)."""
 
     def __attrs_post_init__(self) -> None:
         if self.kms == "aws" and not self.key_ids and not self.discovery:
@@ -233,6 +247,8 @@ class ContainerSpec:
             raise ValidationError("pass either key_ids or discovery=True, not both")
         if (self.discovery_accounts or self.discovery_partition) and not self.discovery:
             raise ValidationError("discovery_accounts and discovery_partition need discovery=True")
+        if self.read_ahead is not None and self.max_read_ahead is not None and self.max_read_ahead < self.read_ahead:
+            raise ValidationError("max_read_ahead must be at least read_ahead")
 
     @property
     def is_s3(self) -> bool:
@@ -300,6 +316,9 @@ class ContainerSpec:
     def _open_container(self, plane: DataPlane) -> _Opened:
         s3 = self._build_s3() if self.is_s3 else None
         store = open_store(self.location, s3_client=s3)
+        if s3 is not None and isinstance(store, S3Store) and (self.read_ahead or self.max_read_ahead):
+            windows = {"read_ahead": self.read_ahead, "max_read_ahead": self.max_read_ahead}
+            store = S3Store(s3, store.bucket, store.prefix, **{k: v for k, v in windows.items() if v is not None})
         container = plane.open(
             store,
             encryption_context=dict(self.expect_context) or None,

@@ -47,6 +47,9 @@ from envelope.storage import LocalStore, S3Store, Store, validate_name
 
 __all__ = ["EnvelopeFileSystem", "EnvelopeReadFile", "EnvelopeWriteFile"]
 
+RANDOM_ACCESS_WINDOW = 64 << 10
+"""The S3 read-ahead window of a filesystem (unless read_ahead / max_read_ahead are given): header reads
+cost 64 KiB and every frame is fetched by an exact ranged GET."""
 _SIZE_THREADS = 8  # concurrent header reads when an S3 listing needs plaintext sizes
 _WRITE_MODES = {"wb": True, "xb": False}  # mode -> whether the fs-level overwrite option applies
 _SPEC_OPTIONS = frozenset(a.name for a in ContainerSpec.__attrs_attrs__) - {"location", "kms"}
@@ -88,6 +91,10 @@ class EnvelopeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise ValidationError(f"unknown envelope storage option(s): {', '.join(unknown)}")
         if not isinstance(overwrite, bool):
             raise ValidationError("overwrite must be True or False")
+        # Tools read Parquet footers and column chunks, not streams: fetch exactly the frames a read
+        # needs instead of a read-ahead window that grows past the end of a column chunk.
+        if "read_ahead" not in options and "max_read_ahead" not in options:
+            options = {**options, "read_ahead": RANDOM_ACCESS_WINDOW, "max_read_ahead": RANDOM_ACCESS_WINDOW}
         self.spec = ContainerSpec(location=container, kms=kms, **options)
         self.overwrite = overwrite
         super().__init__()

@@ -39,8 +39,8 @@ from typing import Any, ClassVar, NoReturn
 from botocore.exceptions import BotoCoreError, ClientError
 from fsspec.spec import AbstractFileSystem
 
-from dataplane.bulk import ContainerSpec
-from dataplane.format import body_layout, read_header
+from dataplane.bulk import ContainerSpec, ReadPlan, reads_planned_by
+from dataplane.format import FINAL_FRAME_OVERHEAD, REGULAR_FRAME_OVERHEAD, body_layout, read_header
 from dataplane.stream import MessageReader, MessageWriter
 from envelope.errors import EnvelopeError, ObjectNotFoundError, StorageError, ValidationError
 from envelope.storage import LocalStore, S3Store, Store, validate_name
@@ -335,7 +335,10 @@ class EnvelopeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise ValidationError("the envelope filesystem has no transactions: each object commits on close")
         container = self.spec.open()
         if mode == "rb":
-            return EnvelopeReadFile(self, name, container.open_reader(name))
+            plan = ReadPlan(0, 0)  # nothing planned until the first read says what it needs
+            with reads_planned_by(plan):
+                reader = container.open_reader(name)
+            return EnvelopeReadFile(self, name, reader, plan)
         if mode in _WRITE_MODES:
             overwrite = self.overwrite and _WRITE_MODES[mode]
             return EnvelopeWriteFile(self, name, container.open_writer(name, overwrite=overwrite))
@@ -381,11 +384,30 @@ class EnvelopeReadFile(io.BufferedIOBase):
 
     mode = "rb"
 
-    def __init__(self, fs: EnvelopeFileSystem, path: str, reader: MessageReader) -> None:
+    def __init__(self, fs: EnvelopeFileSystem, path: str, reader: MessageReader, plan: ReadPlan | None = None) -> None:
         super().__init__()
         self.fs = fs
         self.path = path
         self._reader = reader
+        self._plan = plan if plan is not None else ReadPlan(0, 0)
+
+    def _planning(self, size: int | None) -> None:
+        """Tell the source which message bytes this read needs: whole frames, one GET per piece on S3."""
+        header = self._reader.header
+        frame_length = header.frame_length
+        if frame_length <= 0:  # non-framed content is one block
+            self._plan.start, self._plan.end = 0, 1 << 62
+            return
+        pos = self._reader.tell()
+        stride = frame_length + REGULAR_FRAME_OVERHEAD
+        first = pos // frame_length
+        self._plan.start = header.size + first * stride
+        if size is None or size < 0:
+            self._plan.end = 1 << 62
+        else:
+            last = (pos + max(size, 1) - 1) // frame_length
+            # A final frame is a few bytes longer than a regular one: cover it if the read ends there.
+            self._plan.end = header.size + (last + 1) * stride + FINAL_FRAME_OVERHEAD - REGULAR_FRAME_OVERHEAD
 
     def __repr__(self) -> str:
         return f"<EnvelopeReadFile {self.path!r}>"
@@ -415,15 +437,19 @@ class EnvelopeReadFile(io.BufferedIOBase):
         return self._reader.seek(offset, whence)
 
     def read(self, size: int | None = -1) -> bytes:
+        self._planning(size)
         return self._reader.read(size)
 
     def read1(self, size: int = -1) -> bytes:
+        self._planning(size)
         return self._reader.read1(size)
 
     def readinto(self, buffer: Any) -> int:
+        self._planning(memoryview(buffer).nbytes)
         return self._reader.readinto(buffer)
 
     def readinto1(self, buffer: Any) -> int:
+        self._planning(memoryview(buffer).nbytes)
         return self._reader.readinto1(buffer)
 
     def close(self) -> None:

@@ -25,7 +25,9 @@ import fsspec
 import pytest
 
 from dataplane.bulk import ContainerSpec, forget_process_planes
+from dataplane.format import FINAL_FRAME_OVERHEAD, REGULAR_FRAME_OVERHEAD, read_header
 from dataplane.fs import EnvelopeFileSystem, EnvelopeReadFile
+from dataplane.stream import BufferSource
 from envelope.errors import AuthenticationError, ObjectExistsError, ValidationError
 from tests.support.envelope_fs import flip, local_container, read_stored, s3_container, write_stored
 from tests.test_secrets_hygiene import Secrets
@@ -189,6 +191,32 @@ def test_a_ranged_read_on_s3_fetches_only_the_frames_it_touches(moto_server_url:
     assert len(ranges) == 2 and fetched <= 2 * mib + 100, (fetched, stored, ranges)
 
 
+def test_a_long_read_on_s3_is_one_get_per_planned_piece_and_stops_where_the_read_ends(moto_server_url: str) -> None:
+    options = s3_container(moto_server_url)
+    fs = fsspec.filesystem("envelope", **options)
+    mib = 1 << 20
+    stride = mib + REGULAR_FRAME_OVERHEAD
+    big = os.urandom(12 * mib)
+    fs.pipe_file("long.bin", big)
+    lengths: list[int] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        start, end = params["Range"].removeprefix("bytes=").split("-")
+        lengths.append(int(end) - int(start) + 1)
+
+    fs.spec.s3_client().meta.events.register("before-parameter-build.s3.GetObject", record)
+    with fs.open("long.bin") as f:
+        lengths.clear()  # the header read at open
+        f.seek(2 * mib + 10)
+        assert f.read(5 * mib) == big[2 * mib + 10 : 7 * mib + 10]
+        # Frames 2..7 in one GET: not one per frame, and nothing past the frame the read ends in.
+        assert len(lengths) == 1 and 6 * stride <= lengths[0] <= 6 * stride + FINAL_FRAME_OVERHEAD
+        lengths.clear()
+        assert f.read() == big[7 * mib + 10 :]
+        # Frame 7 is cached; frames 8..11 and the final frame come in one more GET.
+        assert len(lengths) == 1 and lengths[0] < 5 * stride
+
+
 # --- tampering ------------------------------------------------------------------------------------
 
 
@@ -199,12 +227,15 @@ def test_tampering_anywhere_is_an_authentication_error_and_no_byte_escapes(optio
     fs = fsspec.filesystem("envelope", **options)
     fs.pipe_file("t.bin", DATA)
     stored = read_stored(options, "t.bin")
-    body = len(stored) - (6 * (FRAME + 28) + 1024 + 32)  # where the frames start (header size)
+    assert read_header(BufferSource(stored)).size == len(stored) - (
+        6 * (FRAME + REGULAR_FRAME_OVERHEAD) + 1024 + FINAL_FRAME_OVERHEAD
+    )
+    body = len(stored) - (6 * (FRAME + REGULAR_FRAME_OVERHEAD) + 1024 + FINAL_FRAME_OVERHEAD)  # the header's size
     offsets = {
         "message id": 10,
         "header tag": body - 1,
         "first frame": body + 100,
-        "middle frame": body + 3 * (FRAME + 28) + 50,
+        "middle frame": body + 3 * (FRAME + REGULAR_FRAME_OVERHEAD) + 50,
         "final frame tag": len(stored) - 1,
     }
     if where == "truncated":

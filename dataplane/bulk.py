@@ -350,7 +350,7 @@ class ContainerSpec:
 
 
 PREFETCH_MAX: Final = 8 << 20
-"""At most this much of a planned range is fetched (and held) at once per open reader."""
+"""By default, at most this much of a planned range is fetched (and held) at once per open reader."""
 
 
 class ReadPlan:
@@ -358,17 +358,18 @@ class ReadPlan:
 
     The reader decrypts frame by frame and asks its source for one frame at
     a time; a plan lets the source fetch the whole planned range with one
-    ranged GET per `PREFETCH_MAX` bytes instead, and never past `end` (a
+    ranged GET per `piece` bytes (default `PREFETCH_MAX`) instead, and never past `end` (a
     growing read-ahead window would fetch past the end of a Parquet column
     chunk). Bytes fetched this way still reach the caller only through the
     reader, after their frame authenticated.
     """
 
-    __slots__ = ("end", "start")
+    __slots__ = ("end", "piece", "start")
 
-    def __init__(self, start: int = 0, end: int = 1 << 62) -> None:
+    def __init__(self, start: int = 0, end: int = 1 << 62, *, piece: int = PREFETCH_MAX) -> None:
         self.start = start
         self.end = end
+        self.piece = piece
 
 
 _handoff = threading.local()
@@ -412,7 +413,7 @@ class _PlannedReader:
                 continue
             planned_end = min(self._plan.end, self.size)
             if self._plan.start <= pos < planned_end and planned_end - pos > want - done:
-                length = min(planned_end - pos, PREFETCH_MAX)
+                length = min(planned_end - pos, self._plan.piece)
                 if len(self._buffer) < length:
                     self._buffer = bytearray(length)
                 self._length = 0  # invalid until the fetch completed

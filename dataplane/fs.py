@@ -39,7 +39,7 @@ from typing import Any, ClassVar, NoReturn
 from botocore.exceptions import BotoCoreError, ClientError
 from fsspec.spec import AbstractFileSystem
 
-from dataplane.bulk import ContainerSpec, ReadPlan, reads_planned_by
+from dataplane.bulk import PREFETCH_MAX, ContainerSpec, ReadPlan, reads_planned_by
 from dataplane.format import FINAL_FRAME_OVERHEAD, REGULAR_FRAME_OVERHEAD, body_layout, read_header
 from dataplane.stream import MessageReader, MessageWriter
 from envelope.errors import EnvelopeError, ObjectNotFoundError, StorageError, ValidationError
@@ -50,6 +50,8 @@ __all__ = ["EnvelopeFileSystem", "EnvelopeReadFile", "EnvelopeWriteFile"]
 RANDOM_ACCESS_WINDOW = 64 << 10
 """The S3 read-ahead window of a filesystem (unless read_ahead / max_read_ahead are given): header reads
 cost 64 KiB and every frame is fetched by an exact ranged GET."""
+MIN_PREFETCH = 64 << 10
+MAX_PREFETCH = 256 << 20
 _SIZE_THREADS = 8  # concurrent header reads when an S3 listing needs plaintext sizes
 _WRITE_MODES = {"wb": True, "xb": False}  # mode -> whether the fs-level overwrite option applies
 _SPEC_OPTIONS = frozenset(a.name for a in ContainerSpec.__attrs_attrs__) - {"location", "kms"}
@@ -67,8 +69,11 @@ class EnvelopeFileSystem(AbstractFileSystem):  # type: ignore[misc]
     ``profile``, ``endpoint_url``, ``key_ids`` / ``discovery`` /
     ``discovery_accounts`` / ``discovery_partition`` (whom to trust, §11),
     ``expect_context`` / ``container_id`` (what the header must say),
-    ``frame_length``, ``allow_unbound``, ``grant_tokens``, and ``overwrite``
-    (let writes replace existing objects). Anything else is a
+    ``frame_length``, ``allow_unbound``, ``grant_tokens``, ``read_ahead`` /
+    ``max_read_ahead`` (the S3 store's window, 64 KiB here by default),
+    ``prefetch`` (how much of a large read is fetched per ranged GET, and
+    held, per open file; default 8 MiB) and ``overwrite`` (let writes
+    replace existing objects). Anything else is a
     `ValidationError`: there is no option for credentials.
     """
 
@@ -82,6 +87,7 @@ class EnvelopeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         kms: str | None = None,
         *,
         overwrite: bool = False,
+        prefetch: int = PREFETCH_MAX,
         **options: Any,
     ) -> None:
         if container is None or kms is None:
@@ -91,6 +97,9 @@ class EnvelopeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise ValidationError(f"unknown envelope storage option(s): {', '.join(unknown)}")
         if not isinstance(overwrite, bool):
             raise ValidationError("overwrite must be True or False")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not MIN_PREFETCH <= prefetch <= MAX_PREFETCH:
+            raise ValidationError(f"prefetch must be an integer from {MIN_PREFETCH} to {MAX_PREFETCH} bytes")
+        self.prefetch = prefetch
         # Tools read Parquet footers and column chunks, not streams: fetch exactly the frames a read
         # needs instead of a read-ahead window that grows past the end of a column chunk.
         if "read_ahead" not in options and "max_read_ahead" not in options:
@@ -335,7 +344,7 @@ class EnvelopeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise ValidationError("the envelope filesystem has no transactions: each object commits on close")
         container = self.spec.open()
         if mode == "rb":
-            plan = ReadPlan(0, 0)  # nothing planned until the first read says what it needs
+            plan = ReadPlan(0, 0, piece=self.prefetch)  # nothing planned until the first read says what it needs
             with reads_planned_by(plan):
                 reader = container.open_reader(name)
             return EnvelopeReadFile(self, name, reader, plan)

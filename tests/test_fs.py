@@ -345,6 +345,10 @@ def test_bad_options_are_refused_before_any_io(tmp_path: Path) -> None:
         {"expect_context": "tenant=acme"},
         {"discovery_accounts": ["111122223333"]},
         {"overwrite": "yes"},
+        {"prefetch": 1},
+        {"prefetch": True},
+        {"read_ahead": 2 << 20, "max_read_ahead": 1 << 20},
+        {"read_ahead": 100},
     ):
         with pytest.raises(ValidationError):
             EnvelopeFileSystem(**{**base, **bad})

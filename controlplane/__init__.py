@@ -1,7 +1,8 @@
 """controlplane: provisions containers; the side of envelope that never sees a key.
 
 It calls exactly one KMS operation, GenerateDataKeyWithoutPlaintext, and
-writes the encrypted data key into a new container's header. It must never
+writes the encrypted data key into a new container's header (or, rotating,
+into a new generation record). It must never
 import the data plane, the KMS adapters or any cipher (import-linter checks
 this), and must never ask for or hold a plaintext data key.
 
@@ -13,6 +14,6 @@ this), and must never ask for or hold a plaintext data key.
     )
 """
 
-from controlplane.plane import ContainerRequest, ContainerResult, ControlPlane, LocationLike
+from controlplane.plane import ContainerRequest, ContainerResult, ControlPlane, KeyGeneration, LocationLike
 
-__all__ = ["ContainerRequest", "ContainerResult", "ControlPlane", "LocationLike"]
+__all__ = ["ContainerRequest", "ContainerResult", "ControlPlane", "KeyGeneration", "LocationLike"]

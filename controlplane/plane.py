@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from controlplane import _params
-from envelope.containers import read_container_header
+from envelope.containers import read_container_header, read_generation_records
 from envelope.datakey import DataKeyGenerator, GeneratedDataKey
 from envelope.errors import (
     ContainerExistsError,
@@ -41,14 +41,16 @@ from envelope.header import (
     build_encryption_context,
     validate_labels,
 )
+from envelope.keygen import GenerationRecord, KeyGeneration, generation_context
 from envelope.storage import Store, open_store
 
-__all__ = ["ContainerRequest", "ContainerResult", "ControlPlane", "LocationLike"]
+__all__ = ["ContainerRequest", "ContainerResult", "ControlPlane", "KeyGeneration", "LocationLike"]
 
 LocationLike: TypeAlias = "str | os.PathLike[str] | Store"
 """A local path, a ``file://`` URL, an ``s3://bucket/prefix`` URL, or a `Store`."""
 
 _OPERATION = "GenerateDataKeyWithoutPlaintext"
+_ROTATION_RACES = 8
 
 
 @attrs.frozen(kw_only=True)
@@ -219,6 +221,59 @@ class ControlPlane:
             )
         except (ValidationError, AttributeError) as e:
             raise KmsError(f"unusable response: {e}", code="InvalidResponse", operation=_OPERATION) from None
+
+    # ----------------------------------------------------------------- generations
+
+    def rotate_container(
+        self, location: LocationLike, key_id: str | None = None, *, grant_tokens: Sequence[str] | None = None
+    ) -> KeyGeneration:
+        """Add the container's next data-key generation: one GenerateDataKeyWithoutPlaintext call.
+
+        `key_id=None` keeps the newest generation's KMS key; any key id form
+        migrates the container to that key. The new record is written
+        create-only as ``keys/NNNNNNNN.json`` with the container's context
+        plus ``envelope:generation``; writers switch to it within their
+        cache's `max_age`, and every object of every generation stays
+        readable. Losing a race to a concurrent rotation re-reads and takes
+        the next number (each call adds exactly one generation).
+        """
+        checked_key = None if key_id is None else _params.check_key_id(key_id)
+        tokens = _params.check_grant_tokens(grant_tokens)
+        store = self._open(location)
+        header = read_container_header(store)
+        if header.data_keys[0].provider != self._provider:
+            raise ValidationError(
+                f"{store.url}: the container's data key is held by {header.data_keys[0].provider!r}, "
+                f"but this ControlPlane's KMS is {self._provider!r}"
+            )
+        records = read_generation_records(store, header)
+        for _ in range(_ROTATION_RACES):
+            newest = records[-1] if records else None
+            key = checked_key or (newest.data_keys[0].key_id if newest else header.data_keys[0].key_id)
+            generation = (newest.generation if newest else 1) + 1
+            context = generation_context(header.encryption_context, generation)
+            generated = self._generate(key, encryption_context=context, grant_tokens=tokens, key_spec="AES_256")
+            record = GenerationRecord(
+                container_id=header.container_id,
+                generation=generation,
+                data_keys=(self._data_key(generated),),
+                encryption_context=context,
+                created_at=_params.now_utc(self._clock),
+            )
+            try:
+                store.put_bytes(record.name, record.to_json(), overwrite=False)
+            except ObjectExistsError:
+                # A concurrent rotation took this number; our data key was never stored anywhere.
+                records = read_generation_records(store, header)
+                continue
+            return KeyGeneration.of_record(record)
+        raise ContainerExistsError(f"{store.url}: lost {_ROTATION_RACES} races to concurrent rotations; try again")
+
+    def list_generations(self, location: LocationLike) -> list[KeyGeneration]:
+        """Every data-key generation of the container, oldest first (generation 1 is the header)."""
+        store = self._open(location)
+        header = read_container_header(store)
+        return [KeyGeneration.of_header(header), *map(KeyGeneration.of_record, read_generation_records(store, header))]
 
     # ----------------------------------------------------------------- describe
 

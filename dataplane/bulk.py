@@ -39,8 +39,8 @@ from envelope.errors import EnvelopeError, ValidationError
 from envelope.header import OBJECTS_PREFIX
 from envelope.storage import (
     BytesLike,
+    ObjectReader,
     ObjectWriter,
-    RandomAccessReader,
     S3Store,
     Store,
     open_store,
@@ -389,7 +389,7 @@ def reads_planned_by(plan: ReadPlan) -> Iterator[None]:
 class _PlannedReader:
     """A store reader that fetches a planned range ahead, in bounded pieces; otherwise it just delegates."""
 
-    def __init__(self, inner: RandomAccessReader, plan: ReadPlan) -> None:
+    def __init__(self, inner: ObjectReader, plan: ReadPlan) -> None:
         self._inner = inner
         self._plan = plan
         self._buffer = bytearray(0)
@@ -399,6 +399,10 @@ class _PlannedReader:
     @property
     def size(self) -> int:
         return self._inner.size
+
+    @property
+    def version(self) -> str:
+        return self._inner.version
 
     def readinto_at(self, offset: int, buf: memoryview, /) -> int:
         view = buf if isinstance(buf, memoryview) else memoryview(buf)
@@ -455,10 +459,10 @@ class _PlanningStore:
     def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes:
         return self._inner.get_bytes(name, max_size=max_size)
 
-    def open_writer(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
-        return self._inner.open_writer(name, overwrite=overwrite)
+    def open_writer(self, name: str, *, overwrite: bool = False, if_match: str | None = None) -> ObjectWriter:
+        return self._inner.open_writer(name, overwrite=overwrite, if_match=if_match)
 
-    def open_reader(self, name: str) -> RandomAccessReader:
+    def open_reader(self, name: str) -> ObjectReader:
         reader = self._inner.open_reader(name)
         plan: ReadPlan | None = getattr(_handoff, "plan", None)
         return reader if plan is None else _PlannedReader(reader, plan)

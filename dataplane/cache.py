@@ -80,7 +80,8 @@ class DataKeyCache:
             raise ValidationError("max_age must be a positive number of seconds")
         self.max_entries, self.max_age = max_entries, float(max_age)
         self.max_messages, self.max_bytes = max_messages, max_bytes
-        self._clock = clock
+        self.clock = clock
+        """The cache's clock (monotonic seconds); containers age their view of the generations by it."""
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._flights: dict[Hashable, _Flight] = {}
@@ -96,7 +97,7 @@ class DataKeyCache:
 
     def _fresh(self, entry: _Entry) -> bool:
         return (
-            self._clock() - entry.created < self.max_age
+            self.clock() - entry.created < self.max_age
             and entry.messages < self.max_messages
             and entry.bytes < self.max_bytes
             and not entry.key.wiped
@@ -144,7 +145,7 @@ class DataKeyCache:
                 del self._flights[cache_key]
             flight.done.set()
             raise
-        entry = _Entry(key, self._clock())
+        entry = _Entry(key, self.clock())
         with self._lock:
             del self._flights[cache_key]
             self._entries[cache_key] = entry

@@ -7,7 +7,8 @@ body layout arithmetic, frame IVs and the body AAD. The normative prose is
 `docs/format.md`; this file follows it section by section.
 
 It must never release plaintext, never hold a data key longer than a call,
-and never let a length field read from a message allocate or read more than
+never leave raw key bytes in a frame an exception can propagate through
+(see "Key derivation" below: holders in, `MessageKey` out), and never let a length field read from a message allocate or read more than
 the configured `Limits` allow. Structural problems raise `FormatError`
 (`UnsupportedFormatError` for formats we refuse on purpose); every integrity
 failure -- header tag, key commitment, truncation, an object size no valid
@@ -20,7 +21,7 @@ import hmac
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, NoReturn
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -28,12 +29,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA512
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
+
+from ._byteio import MessageSource, MessageStream, read_some
 
 __all__ = [
     "CONTENT_TYPE_FRAMED",
     "CONTENT_TYPE_NON_FRAMED",
     "DEFAULT_FRAME_LENGTH",
+    "MAX_FRAME_LENGTH",
     "MESSAGE_ID_LENGTH",
     "SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY",
     "SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384",
@@ -42,13 +47,17 @@ __all__ = [
     "EncryptedDataKey",
     "Limits",
     "MessageHeader",
+    "MessageKey",
     "authenticate_header",
+    "authenticated_only_context",
     "body_layout",
     "derive_keys",
     "encode_header",
     "frame_iv",
+    "key_holder",
     "parse_encryption_context",
     "read_header",
+    "read_header_from_stream",
     "serialize_encryption_context",
 ]
 
@@ -84,23 +93,47 @@ MAX_FRAME_COUNT = 2**32 - 1
 MAX_FORMAT_FRAME_LENGTH = 2**31 - 1  # what the SDKs accept in the header's u32
 MAX_NON_FRAMED_CONTENT_LENGTH = 2**36 - 32  # AES-GCM's limit for one invocation
 
-# Body layout. A regular frame is  seq u32 | IV | ciphertext (frame length) | tag;
-# the final frame is  0xFFFFFFFF | seq u32 | IV | length u32 | ciphertext | tag;
-# non-framed content is  IV | length u64 | ciphertext | tag.
-REGULAR_FRAME_PREFIX = 4 + IV_LENGTH
-FINAL_FRAME_PREFIX = 4 + 4 + IV_LENGTH + 4
-NON_FRAMED_PREFIX = IV_LENGTH + 8
+# --- Frame layout: defined here once, used by the writer and both readers ---
+#
+#   regular frame   seq u32 | IV | ciphertext (frame length) | tag
+#   final frame     0xFFFFFFFF | seq u32 | IV | content length u32 | ciphertext | tag
+#   non-framed      IV | content length u64 | ciphertext | tag
+#
+# The IV of frame `seq` is 8 zero bytes | seq u32: what every SDK writes, and
+# unique per frame under a per-message key. Our writer builds it with these
+# structs; readers use the stored IV (a wrong one fails the tag).
+
+SEQUENCE_NUMBER = struct.Struct(">I")
+"""The first field of every frame: its sequence number, or the final-frame marker."""
+FRAME_IV = struct.Struct(">8xI")
+"""The IV of a frame from its sequence number: 8 zero bytes, u32 sequence number."""
+REGULAR_FRAME_HEAD = struct.Struct(SEQUENCE_NUMBER.format + FRAME_IV.format[1:])
+"""seq u32 | IV -- packed with (seq, seq)."""
+FINAL_FRAME_HEAD = struct.Struct(">I" + SEQUENCE_NUMBER.format[1:] + FRAME_IV.format[1:] + "I")
+"""0xFFFFFFFF | seq u32 | IV | content length u32 -- packed with (marker, seq, seq, length)."""
+NON_FRAMED_HEAD = struct.Struct(f">{IV_LENGTH}sQ")
+"""IV | content length u64."""
+REGULAR_FRAME_IV = slice(4, 4 + IV_LENGTH)
+FINAL_FRAME_IV = slice(8, 8 + IV_LENGTH)
+NON_FRAMED_IV = slice(0, IV_LENGTH)
+REGULAR_FRAME_PREFIX = REGULAR_FRAME_HEAD.size
+FINAL_FRAME_PREFIX = FINAL_FRAME_HEAD.size
+NON_FRAMED_PREFIX = NON_FRAMED_HEAD.size
 REGULAR_FRAME_OVERHEAD = REGULAR_FRAME_PREFIX + TAG_LENGTH
 FINAL_FRAME_OVERHEAD = FINAL_FRAME_PREFIX + TAG_LENGTH
 NON_FRAMED_OVERHEAD = NON_FRAMED_PREFIX + TAG_LENGTH
 
 DEFAULT_FRAME_LENGTH = 1 << 20  # what our writer uses: near raw AES-GCM speed (docs/format.md)
+MAX_FRAME_LENGTH = 16 << 20
+"""The largest frame our writer writes, and the default reader's `Limits.max_frame_length`:
+a plane never writes what its own default reader refuses (docs/format.md, section 7)."""
 U16_MAX = 0xFFFF
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _HEADER_READ_CHUNK = 4096
+MAX_FORMAT_HEADER_SIZE = 1 << 30  # the largest Limits.max_header_size
 
 
 # --- Value objects -----------------------------------------------------------
@@ -122,10 +155,10 @@ class Limits:
     this reader refuses to spend that much memory on it.
     """
 
-    max_header_size: int = attrs.field(default=1 << 20, validator=_int_in(64, 1 << 30))
+    max_header_size: int = attrs.field(default=1 << 20, validator=_int_in(64, MAX_FORMAT_HEADER_SIZE))
     max_encrypted_data_keys: int = attrs.field(default=64, validator=_int_in(1, U16_MAX))
     max_encryption_context_size: int = attrs.field(default=U16_MAX, validator=_int_in(0, U16_MAX))
-    max_frame_length: int = attrs.field(default=16 << 20, validator=_int_in(1, MAX_FORMAT_FRAME_LENGTH))
+    max_frame_length: int = attrs.field(default=MAX_FRAME_LENGTH, validator=_int_in(1, MAX_FORMAT_FRAME_LENGTH))
     max_non_framed_size: int = attrs.field(default=64 << 20, validator=_int_in(0, MAX_NON_FRAMED_CONTENT_LENGTH))
 
 
@@ -270,14 +303,92 @@ class _Cursor:
 
 
 # --- Key derivation and header authentication --------------------------------
+#
+# Raw key bytes (the data key, and every key derived from it) live in exactly
+# two kinds of place: a holder whose repr, str and pickling hide them
+# (`envelope.datakey.DataKey` for the data key, `MessageKey` for the derived
+# body key), and the frame of `_commit_and_derive`, which reveals the data key,
+# raises nothing, and clears its locals before it returns. Every function that
+# accepts raw bytes rebinds that parameter to a holder on its first line. So no
+# frame an exception can propagate through -- header authentication, writer or
+# reader construction, a frame that fails to open -- holds key bytes in its
+# locals, and error trackers that capture traceback locals see only holders and
+# AES-GCM objects (whose repr shows no key). Integrity failures are raised from
+# frames that hold no raw bytes.
+
+
+class MessageKey:
+    """A message's derived (body) key, as a factory of AES-GCM objects; the bytes never leave it."""
+
+    __slots__ = ("__key",)
+
+    def __init__(self, key: bytes) -> None:
+        self.__key = key
+
+    def cipher(self) -> AESGCM:
+        """A new AES-GCM object under this key (one per thread that seals or opens frames)."""
+        return AESGCM(self.__key)
+
+    def __repr__(self) -> str:
+        return "<MessageKey hidden>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("MessageKey cannot be pickled")
+
+
+def key_holder(data_key: object) -> DataKey:
+    """`data_key` as a `DataKey` holder: a DataKey as is, bytes copied into a new one.
+
+    Callers rebind their parameter to the result so that their frame no longer
+    references raw bytes (see the comment above).
+    """
+    if isinstance(data_key, DataKey):
+        return data_key
+    if isinstance(data_key, bytes | bytearray | memoryview):
+        return DataKey(bytes(data_key), key_id="")
+    raise ValidationError("data_key must be bytes or a DataKey")
 
 
 def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=SHA512(), length=32, salt=salt, info=info).derive(ikm)
 
 
+def _commit_and_derive(data_key: DataKey, message_id: bytes) -> tuple[bytes, MessageKey]:
+    """(commitment key, message key) of a 32-byte data key and a 32-byte message id.
+
+    The one frame that holds the revealed data key: its inputs are checked by
+    the callers, so nothing here raises, and the bytes are dropped before it returns.
+    """
+    ikm = data_key.reveal()
+    try:
+        return _hkdf(ikm, message_id, COMMIT_KEY_INFO), MessageKey(_hkdf(ikm, message_id, DERIVE_KEY_INFO))
+    finally:
+        del ikm
+
+
+def _key_if_committed(data_key: DataKey, header: MessageHeader) -> MessageKey | None:
+    """The message key if `data_key` is the key the header commits to, else None (constant-time compare).
+
+    The commitment key computed here belongs to whatever key the caller
+    supplied -- for a wrong key, a secret of that other key -- so it is
+    compared and dropped in this frame, which raises nothing.
+    """
+    commitment, key = _commit_and_derive(data_key, header.message_id)
+    try:
+        return key if hmac.compare_digest(commitment, header.commitment_key) else None
+    finally:
+        del commitment
+
+
 def derive_keys(data_key: bytes, message_id: bytes) -> DerivedKeys:
-    """The suite's derivations: HKDF-SHA512 with the message id as salt."""
+    """The suite's derivations as raw bytes: HKDF-SHA512 with the message id as salt.
+
+    For tests and step-by-step checks of an implementation; the reader and
+    writer go through `authenticate_header` / `encode_header`, which never
+    hand raw derived bytes to their callers.
+    """
     if len(data_key) != DATA_KEY_LENGTH:
         raise ValidationError("suite 0x0478 needs a 32-byte data key")
     if len(message_id) != MESSAGE_ID_LENGTH:
@@ -288,39 +399,91 @@ def derive_keys(data_key: bytes, message_id: bytes) -> DerivedKeys:
     )
 
 
-def authenticate_header(header: MessageHeader, data_key: bytes, *, extra_aad: bytes = b"") -> bytes:
-    """Check key commitment, then the header tag; return the derived (body) key.
+def authenticate_header(header: MessageHeader, data_key: bytes | DataKey, *, extra_aad: bytes = b"") -> MessageKey:
+    """Check key commitment, then the header tag; return the message (body) key.
 
     `extra_aad` is the serialized encryption context that is authenticated
     but not stored (the required-context rule). Any failure, including a
     data key of the wrong length, is the one `AuthenticationError`.
     """
-    if len(data_key) != DATA_KEY_LENGTH:
-        raise AuthenticationError
-    keys = derive_keys(data_key, header.message_id)
-    if not hmac.compare_digest(keys.commitment_key, header.commitment_key):
-        raise AuthenticationError
-    aead = AESGCM(keys.derived_key)
+    owned = not isinstance(data_key, DataKey)
+    data_key = key_holder(data_key)  # from here on this frame holds no raw key bytes
     try:
-        aead.decrypt(HEADER_IV, header.header_tag, header.body + extra_aad)
+        key = _key_if_committed(data_key, header) if len(data_key) == DATA_KEY_LENGTH else None
+    finally:
+        if owned:
+            data_key.wipe()
+    if key is None:
+        raise AuthenticationError
+    try:
+        key.cipher().decrypt(HEADER_IV, header.header_tag, header.body + extra_aad)
     except InvalidTag:
         raise AuthenticationError from None
-    return keys.derived_key
+    return key
+
+
+def authenticated_only_context(header: MessageHeader, required: Mapping[str, str] | None) -> bytes:
+    """The required-encryption-context rule: the serialization of required entries the header does not store.
+
+    Entries the header stores must equal the required ones (else
+    `AuthenticationError`); the rest are authenticated by appending this to
+    the header-authentication AAD (`authenticate_header(extra_aad=...)`).
+    """
+    if not required:
+        return b""
+    missing: dict[str, str] = {}
+    for key, value in required.items():
+        stored = header.encryption_context.get(key)
+        if stored is None:
+            missing[key] = value
+        elif stored != value:
+            raise AuthenticationError
+    return serialize_encryption_context(missing)
 
 
 def encode_header(
     *,
-    data_key: bytes,
+    data_key: bytes | DataKey,
     message_id: bytes,
     encryption_context: Mapping[str, str],
     encrypted_data_keys: Iterable[EncryptedDataKey | tuple[str, bytes, bytes]],
     frame_length: int,
     content_type: int = CONTENT_TYPE_FRAMED,
-) -> tuple[MessageHeader, bytes]:
-    """Build and authenticate a header; return it with the derived (body) key.
+) -> tuple[MessageHeader, MessageKey]:
+    """Build and authenticate a header; return it with the message (body) key.
 
-    Inputs are the caller's arguments, so problems are `ValidationError`.
+    Inputs are the caller's arguments, so problems are `ValidationError`,
+    all raised before any key is derived.
     """
+    owned = not isinstance(data_key, DataKey)
+    data_key = key_holder(data_key)  # from here on this frame holds no raw key bytes
+    try:
+        return _encode_header(
+            data_key,
+            message_id,
+            encryption_context=encryption_context,
+            encrypted_data_keys=encrypted_data_keys,
+            frame_length=frame_length,
+            content_type=content_type,
+        )
+    finally:
+        if owned:
+            data_key.wipe()
+
+
+def _encode_header(
+    data_key: DataKey,
+    message_id: bytes,
+    *,
+    encryption_context: Mapping[str, str],
+    encrypted_data_keys: Iterable[EncryptedDataKey | tuple[str, bytes, bytes]],
+    frame_length: int,
+    content_type: int,
+) -> tuple[MessageHeader, MessageKey]:
+    if len(data_key) != DATA_KEY_LENGTH:
+        raise ValidationError("suite 0x0478 needs a 32-byte data key")
+    if not isinstance(message_id, bytes) or len(message_id) != MESSAGE_ID_LENGTH:
+        raise ValidationError("a v2 message id is 32 bytes")
     if content_type not in (CONTENT_TYPE_FRAMED, CONTENT_TYPE_NON_FRAMED):
         raise ValidationError("content type must be 0x01 (non-framed) or 0x02 (framed)")
     if content_type == CONTENT_TYPE_FRAMED and not 1 <= frame_length <= MAX_FORMAT_FRAME_LENGTH:
@@ -330,11 +493,10 @@ def encode_header(
     edks = [EncryptedDataKey(*edk) for edk in encrypted_data_keys]
     if not 1 <= len(edks) <= U16_MAX:
         raise ValidationError("a message needs 1..65535 encrypted data keys")
-    for key in encryption_context:
-        if isinstance(key, str) and key.startswith("aws-crypto-"):
+    for name in encryption_context:
+        if isinstance(name, str) and name.startswith("aws-crypto-"):
             raise ValidationError("encryption context keys starting with 'aws-crypto-' are reserved")
     context_bytes = serialize_encryption_context(encryption_context)
-    keys = derive_keys(data_key, message_id)
 
     body = bytearray()
     body += bytes([MESSAGE_VERSION_2]) + _U16.pack(SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY) + message_id
@@ -346,8 +508,11 @@ def encode_header(
             if not isinstance(field, bytes | bytearray) or len(field) > U16_MAX:
                 raise ValidationError("EDK fields must be bytes of at most 65535 bytes")
             body += _U16.pack(len(field)) + field
-    body += bytes([content_type]) + _U32.pack(frame_length) + keys.commitment_key
-    tag = AESGCM(keys.derived_key).encrypt(HEADER_IV, b"", bytes(body))
+    body += bytes([content_type]) + _U32.pack(frame_length)
+    # Everything is checked: derive last. The commitment key is the right key's, published in the header.
+    commitment_key, key = _commit_and_derive(data_key, message_id)
+    body += commitment_key
+    tag = key.cipher().encrypt(HEADER_IV, b"", bytes(body))
     header = MessageHeader(
         suite_id=SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY,
         message_id=bytes(message_id),
@@ -355,23 +520,30 @@ def encode_header(
         encrypted_data_keys=tuple(edks),
         content_type=content_type,
         frame_length=frame_length,
-        commitment_key=keys.commitment_key,
+        commitment_key=commitment_key,
         header_tag=tag,
         body=bytes(body),
     )
-    return header, keys.derived_key
+    return header, key
 
 
 # --- Header parsing ----------------------------------------------------------
 
 
-class RandomAccessSource(Protocol):
-    """What the parser needs from a source (envelope.storage's RandomAccessReader has it)."""
+class _StreamReads:
+    """Positional reads over a stream that only ever ask for the next bytes (the header parser's)."""
 
-    @property
-    def size(self) -> int: ...
+    __slots__ = ("_position", "_stream")
 
-    def readinto_at(self, offset: int, buf: memoryview, /) -> int: ...
+    def __init__(self, stream: MessageStream) -> None:
+        self._stream = stream
+        self._position = 0
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
+        assert offset == self._position, "the header parser reads a stream front to back"
+        n = read_some(self._stream, buf)
+        self._position += n
+        return n
 
 
 class _HeaderReader:
@@ -380,14 +552,19 @@ class _HeaderReader:
     The buffer grows by doubling as fields are consumed, so a hostile length
     field costs at most `limit` bytes of memory and of reading before it is
     refused. Running off the end of the object is truncation (integrity).
+    With ``read_ahead=False`` (a stream) it reads exactly the bytes the
+    fields need, so the body starts where the header parser stopped.
     """
 
-    __slots__ = ("_buf", "_limit", "_pos", "_size", "_source")
+    __slots__ = ("_buf", "_limit", "_pos", "_read_ahead", "_readinto_at", "_size")
 
-    def __init__(self, source: RandomAccessSource, limit: int) -> None:
-        self._source = source
-        self._size = source.size
+    def __init__(
+        self, readinto_at: Callable[[int, memoryview], int], size: int, limit: int, *, read_ahead: bool = True
+    ) -> None:
+        self._readinto_at = readinto_at
+        self._size = size
         self._limit = limit
+        self._read_ahead = read_ahead
         self._buf = bytearray()
         self._pos = 0
 
@@ -418,13 +595,13 @@ class _HeaderReader:
 
     def _fill(self, end: int) -> None:
         have = len(self._buf)
-        target = min(max(end, 2 * have, _HEADER_READ_CHUNK), self._limit, self._size)
+        target = min(max(end, 2 * have, _HEADER_READ_CHUNK), self._limit, self._size) if self._read_ahead else end
         grown = bytearray(target)
         grown[:have] = self._buf
         with memoryview(grown) as view:
             pos = have
             while pos < target:
-                n = self._source.readinto_at(pos, view[pos:target])
+                n = self._readinto_at(pos, view[pos:target])
                 if n <= 0:
                     raise AuthenticationError  # the object is shorter than it claimed
                 pos += n
@@ -439,18 +616,38 @@ def _looks_like_base64(first: bytes) -> bool:
     return first[:1] == b"A" and first[1:2] in (b"Y", b"g")
 
 
-def read_header(source: RandomAccessSource, limits: Limits | None = None) -> MessageHeader:
+def read_header(source: MessageSource, limits: Limits | None = None) -> MessageHeader:
     """Parse the header at the start of `source`; does not authenticate it."""
     limits = limits or Limits()
-    r = _HeaderReader(source, limits.max_header_size)
+    reader = _HeaderReader(source.readinto_at, source.size, limits.max_header_size)
+    return _parse_header(reader, source.readinto_at if source.size >= 2 else None, limits)
+
+
+def read_header_from_stream(stream: MessageStream, limits: Limits | None = None) -> MessageHeader:
+    """Parse the header at the front of a blocking binary stream; does not authenticate it.
+
+    It reads exactly the header's bytes (the body starts at the stream's
+    position afterwards), refuses as soon as a field is wrong -- an unknown
+    version after one byte -- and never reads more than `limits.max_header_size`.
+    """
+    limits = limits or Limits()
+    reads = _StreamReads(stream)
+    reader = _HeaderReader(reads.readinto_at, MAX_FORMAT_HEADER_SIZE, limits.max_header_size, read_ahead=False)
+    return _parse_header(reader, reads.readinto_at, limits)
+
+
+def _parse_header(
+    r: _HeaderReader, second_byte: Callable[[int, memoryview], int] | None, limits: Limits
+) -> MessageHeader:
+    """The fields in order; `second_byte` reads byte 1 for the base64 hint (None: the object has one byte)."""
     version = r.u8()
     if version == MESSAGE_VERSION_1:
         raise UnsupportedFormatError("AWS Encryption SDK message format version 1 (no key commitment) is not supported")
     if version != MESSAGE_VERSION_2:
         first = bytes([version])
-        if source.size >= 2:
+        if second_byte is not None:
             buf = bytearray(1)
-            source.readinto_at(1, memoryview(buf))
+            second_byte(1, memoryview(buf))
             first += bytes(buf)
         hint = " (it looks base64-encoded; decode it first)" if _looks_like_base64(first) else ""
         raise FormatError(f"not an AWS Encryption SDK message: unknown version byte 0x{version:02x}{hint}")
@@ -569,7 +766,7 @@ def body_layout(header: MessageHeader, object_size: int, limits: Limits | None =
 
 def frame_iv(sequence_number: int) -> bytes:
     """The IV every SDK writes for a frame: 8 zero bytes then the u32 sequence number."""
-    return bytes(8) + _U32.pack(sequence_number)
+    return FRAME_IV.pack(sequence_number)
 
 
 class BodyAad:

@@ -31,6 +31,7 @@ from dataplane.trust import KeyTrust
 from envelope.datakey import DataKey, DataKeyDecryptor
 from envelope.errors import AuthenticationError, KmsError
 from envelope.header import EncryptedDataKey as HeaderDataKey
+from envelope.kmsarn import mrk_match
 
 __all__ = [
     "Generation",
@@ -146,7 +147,9 @@ class KeyService:
                 key_id=edk.key_id,
                 grant_tokens=self._grant_tokens,
             )
-            if key.key_id != edk.key_id or len(key) != DATA_KEY_LENGTH:
+            # The key that answered must be the one asked for (a multi-Region replica of it in the
+            # plane's Region counts: AwsKms asks that replica and checks KMS named it).
+            if not mrk_match(key.key_id, edk.key_id) or len(key) != DATA_KEY_LENGTH:
                 key.wipe()  # ours alone: nobody else has seen it
                 raise AuthenticationError
             return key

@@ -4,7 +4,11 @@ For a message that did not come through a container (written by another
 AWS Encryption SDK, a test vector, an export), the caller parses nothing
 and trusts nothing: this module hands the parsed, not yet authenticated
 header to the caller's resolver, takes back a data key, and returns a
-`MessageReader` that has already verified key commitment and the header tag.
+reader that has already verified key commitment and the header tag: a
+seekable `MessageReader` for bytes, seekable files and random-access
+sources, a forward-only `SequentialMessageReader` for a non-seekable stream
+(a pipe, a socket), which is decrypted frame by frame as it arrives and
+never copied aside: refused garbage costs at most the `Limits` in bytes read.
 Deciding whether the header's encrypted data keys and encryption context
 are acceptable is the resolver's job; this module never calls KMS, never
 caches keys, and never returns a byte that did not authenticate.
@@ -16,22 +20,21 @@ format version 1, the signed suite 0x0578 and every suite but 0x0478.
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import BinaryIO
+
+import attrs
 
 from envelope.datakey import DataKey
 from envelope.errors import ValidationError
 
+from ._byteio import BufferSource, FileSource, MessageSource, MessageStream
+from ._params import check_threads
+from ._reader import MessageReader
+from ._sequential import SequentialMessageReader
 from .format import Limits, MessageHeader
-from .stream import BufferSource, MessageReader, MessageSource
 
-__all__ = ["SPOOL_MEMORY_BYTES", "decrypt_message"]
-
-SPOOL_MEMORY_BYTES = 8 << 20
-"""A non-seekable input is spooled; up to this many bytes stay in memory, the rest on disk."""
+__all__ = ["decrypt_message"]
 
 
 def decrypt_message(
@@ -42,12 +45,13 @@ def decrypt_message(
     max_frame_length: int | None = None,
     limits: Limits | None = None,
     threads: int = 1,
-) -> MessageReader:
+) -> MessageReader | SequentialMessageReader:
     """Open one AWS Encryption SDK message (v2, suite 0x0478) for reading.
 
     `source` is the whole message: bytes, a binary file object (seekable or
     not; the message starts at its current position) or a random-access
-    reader with ``size`` and ``readinto_at``. ``resolve_data_key(header)``
+    reader with ``size`` and ``readinto_at``. A file object is never closed
+    by the reader. ``resolve_data_key(header)``
     receives the parsed header (message id, suite id, encryption context,
     EDKs as (provider_id, provider_info, ciphertext), content type, frame
     length) and returns the 32-byte data key, or raises to refuse.
@@ -56,14 +60,30 @@ def decrypt_message(
     it; entries it does not store are authenticated through the header tag
     (the SDKs' required-encryption-context rule).
 
-    Returns a seekable binary file; integrity failures anywhere raise the
-    one `AuthenticationError`, malformed input `FormatError`, refused
-    formats `UnsupportedFormatError`. Framed and non-framed bodies are read;
-    a non-framed body is decrypted whole (up to ``limits.max_non_framed_size``)
-    before its first byte is released.
+    Returns a binary file: a seekable `MessageReader`, or for a file object
+    that cannot seek, a forward-only `SequentialMessageReader` that reads the
+    stream frame by frame (``threads`` then does not apply: frames are
+    opened on the calling thread as they arrive). Integrity failures
+    anywhere raise the one `AuthenticationError`, malformed input
+    `FormatError`, refused formats `UnsupportedFormatError`. Framed and
+    non-framed bodies are read; a non-framed body is decrypted whole (up to
+    ``limits.max_non_framed_size``) before its first byte is released.
     """
     if not callable(resolve_data_key):
         raise ValidationError("resolve_data_key must be callable")
+    check_threads(threads)
+    if limits is not None and not isinstance(limits, Limits):
+        raise ValidationError("limits must be a dataplane.Limits")
+    stream = _non_seekable_stream(source)
+    if stream is not None:
+        if max_frame_length is not None:
+            limits = attrs.evolve(limits or Limits(), max_frame_length=max_frame_length)
+        return SequentialMessageReader(
+            stream,
+            resolve_key=resolve_data_key,
+            required_encryption_context=required_encryption_context,
+            limits=limits,
+        )
     return MessageReader(
         _as_source(source),
         resolve_key=resolve_data_key,
@@ -74,23 +94,29 @@ def decrypt_message(
     )
 
 
+def _is_file(source: object) -> bool:
+    return not hasattr(source, "readinto_at") and (isinstance(source, io.IOBase) or hasattr(source, "read"))
+
+
+def _non_seekable_stream(source: object) -> MessageStream | None:
+    """`source` if it is a binary file that cannot seek (read it as a stream), else None."""
+    if isinstance(source, bytes | bytearray | memoryview) or not _is_file(source):
+        return None
+    file: BinaryIO = source  # type: ignore[assignment]
+    if _seekable(file):
+        return None
+    if not callable(getattr(file, "readinto", None)):
+        raise ValidationError("a non-seekable source must be a binary file with readinto()")
+    return file  # type: ignore[return-value]
+
+
 def _as_source(source: object) -> MessageSource:
     if isinstance(source, bytes | bytearray | memoryview):
         return BufferSource(source)
     if hasattr(source, "readinto_at") and hasattr(source, "size"):
         return source  # type: ignore[return-value]
-    if isinstance(source, io.IOBase) or hasattr(source, "read"):
-        file: BinaryIO = source  # type: ignore[assignment]
-        if _seekable(file):
-            return _FileSource(file, owned=False)
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115 - owned by the source
-        try:
-            shutil.copyfileobj(file, spool)
-            spool.seek(0)
-        except BaseException:
-            spool.close()
-            raise
-        return _FileSource(spool, owned=True)  # type: ignore[arg-type]
+    if _is_file(source):
+        return FileSource(source, owned=False)  # type: ignore[arg-type]
     raise ValidationError(f"source must be bytes, a binary file or a random-access reader, not {type(source).__name__}")
 
 
@@ -99,37 +125,3 @@ def _seekable(file: BinaryIO) -> bool:
         return bool(file.seekable())
     except (AttributeError, OSError, ValueError):
         return False
-
-
-class _FileSource:
-    """Positional reads over a seekable binary file, from the position it had when wrapped.
-
-    It moves the file's position; it closes the file only if it owns it.
-    """
-
-    __slots__ = ("_base", "_file", "_owned", "_size")
-
-    def __init__(self, file: BinaryIO, *, owned: bool) -> None:
-        self._file = file
-        self._owned = owned
-        self._base = file.tell()
-        self._size = max(0, file.seek(0, os.SEEK_END) - self._base)
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
-        want = max(0, min(len(buf), self._size - offset))
-        self._file.seek(self._base + offset)
-        done = 0
-        while done < want:
-            chunk = self._file.readinto(buf[done:want])  # type: ignore[attr-defined]
-            if not chunk:
-                break
-            done += chunk
-        return done
-
-    def close(self) -> None:
-        if self._owned:
-            self._file.close()

@@ -23,29 +23,69 @@ latter; this one never bypasses it).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import attrs
 
 from dataplane.cache import CacheStats, DataKeyCache
 from dataplane.format import DEFAULT_FRAME_LENGTH, Limits, MessageHeader, read_header
+from dataplane.hazmat import MessageReader, MessageWriter, check_frame_length, check_threads
 from dataplane.materials import Generation, KeyMaterials, KeyService, ReadMaterials, message_provider_id
-from dataplane.stream import MessageReader, MessageWriter, check_frame_length, check_threads
 from dataplane.trust import ExpectedContainer, KeyTrust
-from envelope.containers import read_container_header
+from envelope.containers import read_container_header, read_generation_records
 from envelope.datakey import DataKey, DataKeyDecryptor
-from envelope.errors import FormatError, UnsupportedFormatError, ValidationError
+from envelope.errors import (
+    EnvelopeError,
+    FormatError,
+    GenerationInUseError,
+    ObjectNotFoundError,
+    UnsupportedFormatError,
+    ValidationError,
+)
 from envelope.header import OBJECTS_PREFIX, SUITE_ID, ContainerHeader, check_binding
+from envelope.keygen import KeyGeneration, generation_record_name
 from envelope.kmsparams import validate_grant_tokens
 from envelope.storage import ObjectWriter, Store, open_store, validate_name, validate_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["Container", "DataPlane", "ObjectInfo", "VerifyResult", "message_provider_id"]
+__all__ = ["Container", "DataPlane", "ObjectInfo", "RekeyReport", "VerifyResult", "message_provider_id"]
 
 LocationLike = Store | str | os.PathLike[str]
+
+
+def _writable_frame_length(frame_length: int) -> bool:
+    try:
+        check_frame_length(frame_length)
+    except ValidationError:
+        return False
+    return True
+
+
+def _run_on(
+    executor: Executor,
+    container: Container,
+    names: list[str],
+    newest: int,
+    on_done: Callable[[str, str], None] | None,
+) -> list[tuple[str, str, str]]:
+    """Rekey `names` on an executor, each future's failure reported against its name, in name order."""
+    futures = {executor.submit(container._rekey_outcome, name, newest): name for name in names}
+    outcomes: dict[str, tuple[str, str, str]] = {}
+    for future in as_completed(futures):
+        name = futures[future]
+        try:
+            outcomes[name] = future.result()
+        except Exception as e:  # noqa: BLE001 (the executor itself failed this item: report it, go on)
+            outcomes[name] = (name, "failed", f"{type(e).__name__}: {e}")
+        if on_done is not None:
+            on_done(name, outcomes[name][1])
+    return [outcomes[name] for name in names]
 
 
 def _check_bool(value: object, what: str) -> bool:
@@ -65,6 +105,8 @@ class VerifyResult:
     encrypted_size: int
     bound: bool
     """True when the object carries our name binding (False only for allowed unbound messages)."""
+    generation: int | None = None
+    """The data-key generation it is under (None for an allowed unbound message)."""
 
 
 @attrs.frozen
@@ -81,7 +123,35 @@ class ObjectInfo:
     encrypted_data_keys: tuple[tuple[str, str], ...]
     """(provider id, provider info) per EDK."""
     bound_to_container: bool
-    """The header's context and EDKs are exactly the container's."""
+    """The header's context and EDKs are exactly those of one of the container's generations."""
+    generation: int | None = None
+    """That generation (None when the message is not bound to the container)."""
+
+
+@attrs.frozen
+class RekeyReport:
+    """What `Container.rekey_all` did: names rekeyed, already current, and failed (with reasons)."""
+
+    rekeyed: tuple[str, ...] = ()
+    current: tuple[str, ...] = ()
+    failed: Mapping[str, str] = attrs.field(factory=dict)
+    """Object name -> why it failed (the error type and message; nothing secret)."""
+
+    @classmethod
+    def of(cls, outcomes: Iterable[tuple[str, str, str]]) -> RekeyReport:
+        rekeyed, current, failed = [], [], {}
+        for name, outcome, reason in outcomes:
+            if outcome == "rekeyed":
+                rekeyed.append(name)
+            elif outcome == "current":
+                current.append(name)
+            else:
+                failed[name] = reason
+        return cls(tuple(rekeyed), tuple(current), failed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
 
 
 class _AccountingSink:
@@ -247,13 +317,216 @@ class Container:
         self._store = store
         self._objects = store.substore(OBJECTS_PREFIX.rstrip("/"))
         self.header = header
-        self._materials = KeyMaterials(
-            plane._keys,
-            header.container_id,
-            [Generation(1, header.data_keys[0], header.encryption_context)],
-            store.url,
-        )
+        self._clock = plane.cache.clock
+        self._refresh_lock = threading.Lock()
+        self._materials = self._load_materials()
+        self._loaded_at = self._clock()
         self._closed = False
+
+    # -- generations --
+
+    def _load_materials(self) -> KeyMaterials:
+        """Read the generation records and check every generation's KMS key against the trust policy."""
+        header = self.header
+        generations = [Generation(1, header.data_keys[0], header.encryption_context)]
+        generations += [
+            Generation(r.generation, r.data_keys[0], r.encryption_context)
+            for r in read_generation_records(self._store, header)
+        ]
+        for g in generations:
+            self._plane.trust.check(g.data_key.key_id, f"{self._store.url} (generation {g.number})")
+        return KeyMaterials(self._plane._keys, header.container_id, generations, self._store.url)
+
+    def _refresh(self, loaded_before: float | None = None) -> KeyMaterials:
+        """Re-read the generations (once, however many threads ask at the same moment)."""
+        with self._refresh_lock:
+            if loaded_before is None or self._loaded_at <= loaded_before:
+                self._materials = self._load_materials()
+                self._loaded_at = self._clock()
+            return self._materials
+
+    def _writing_materials(self) -> KeyMaterials:
+        # Writers follow rotations within the cache's max_age: the newest generation they can see.
+        loaded_at = self._loaded_at
+        if self._clock() - loaded_at >= self._plane.cache.max_age:
+            return self._refresh(loaded_at)
+        return self._materials
+
+    def _generation_for(self, header: MessageHeader) -> Generation | None:
+        """The generation a message header was written under; a miss re-reads the records once."""
+        loaded_at = self._loaded_at
+        found = self._materials.written_under(header)
+        if found is None:
+            found = self._refresh(loaded_at).written_under(header)
+        return found
+
+    @property
+    def generation(self) -> int:
+        """The generation new writes use (the newest this handle has seen, re-read within max_age)."""
+        self._check_open()
+        return self._writing_materials().primary.number
+
+    def generations(self) -> list[KeyGeneration]:
+        """Every data-key generation, oldest first (re-read from storage; 1 is the header)."""
+        self._check_open()
+        return [KeyGeneration.of_header(self.header)] + [
+            KeyGeneration.of_record(r) for r in read_generation_records(self._store, self.header)
+        ]
+
+    def generation_of(self, name: str) -> int | None:
+        """The generation object `name` was written under, from its message header (no KMS call).
+
+        None for an unbound message (written by another SDK under the container's key).
+        """
+        self._check_open()
+        validate_name(name)
+        g = self._generation_for(self._message_header(name)[0])
+        return None if g is None else g.number
+
+    def _message_header(self, name: str) -> tuple[MessageHeader, int]:
+        """A stored object's message header, parsed (not authenticated), and its stored size."""
+        with self._objects.open_reader(name) as source:
+            return read_header(source, self._plane.limits), source.size
+
+    def usage(self, prefix: str = "") -> dict[int, int]:
+        """Objects per generation under `prefix`, from message headers (no KMS call, no decryption).
+
+        Objects that belong to no generation of this container (unbound
+        messages) are counted under 0.
+        """
+        self._check_open()
+        materials = self._refresh()  # once: every generation that exists now
+        counts: dict[int, int] = {}
+        for name in self.list(prefix):
+            try:
+                g = materials.written_under(self._message_header(name)[0])
+            except ObjectNotFoundError:
+                continue  # deleted meanwhile
+            generation = 0 if g is None else g.number
+            counts[generation] = counts.get(generation, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def rekey(self, name: str) -> bool:
+        """Re-encrypt object `name` under the newest generation; False if it is already there.
+
+        Streams with bounded memory: every frame is authenticated before it
+        is re-encrypted, and a failure anywhere leaves the object as it was.
+        The new version replaces the old only if the object is still the
+        version that was read (S3: `If-Match` on its ETag; locally the same
+        check under the directory's lock), so a concurrent overwrite is never
+        lost: this raises `ObjectChangedError` instead and writes nothing.
+        Idempotent: a second call returns False. Re-reads the generation
+        records first, so it always targets the newest generation there is.
+        """
+        self._check_open()
+        validate_name(name)
+        return self._rekey(name, self._refresh().primary.number)
+
+    def _rekey(self, name: str, newest: int) -> bool:
+        source = self._objects.open_reader(name)
+        try:
+            version = source.version
+            header = read_header(source, self._plane.limits)
+            current = self._generation_for(header)
+            if current is not None and current.number >= newest:
+                return False
+            resolution = _Resolution(self, name, allow_unbound=self._plane.allow_unbound)
+            reader = MessageReader(
+                source,
+                resolve_key=resolution.resolve_key,
+                check_message_id=resolution.check_message_id,
+                limits=self._plane.limits,
+                threads=self._plane.threads,
+            )
+        except BaseException:
+            source.close()
+            raise
+        frame_length = header.frame_length if _writable_frame_length(header.frame_length) else self._plane.frame_length
+        with (
+            reader,
+            self._open_writer(
+                name, overwrite=True, frame_length=frame_length, threads=self._plane.threads, if_match=version
+            ) as writer,
+        ):
+            writer.write_from(reader)
+        return True
+
+    def rekey_all(
+        self,
+        prefix: str = "",
+        *,
+        executor: Executor | None = None,
+        workers: int = 4,
+        on_done: Callable[[str, str], None] | None = None,
+    ) -> RekeyReport:
+        """Rekey every object under `prefix` to the newest generation; one bad object never stops the sweep.
+
+        Runs on `executor` (any `concurrent.futures.Executor`: threads, a
+        process pool, Dask's `Client.get_executor()`) or, by default, on
+        `workers` threads of this process. Resumable: run it again and what
+        is already current is counted, not rewritten. `on_done(name, outcome)`
+        is called as each object finishes ("rekeyed", "current" or "failed"),
+        for progress reporting.
+        """
+        self._check_open()
+        if prefix:
+            validate_prefix(prefix)
+        if executor is not None and not isinstance(executor, Executor):
+            raise ValidationError("executor must be a concurrent.futures.Executor")
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+            raise ValidationError("workers must be an int in 1..64")
+        names = list(self.list(prefix))
+        newest = self._refresh().primary.number  # once: the sweep targets the newest generation there is now
+        if on_done is not None and not callable(on_done):
+            raise ValidationError("on_done must be callable")
+        if executor is None:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rekey") as pool:
+                return RekeyReport.of(_run_on(pool, self, names, newest, on_done))
+        return RekeyReport.of(_run_on(executor, self, names, newest, on_done))
+
+    def _rekey_outcome(self, name: str, newest: int) -> tuple[str, str, str]:
+        try:
+            return (name, "rekeyed" if self._rekey(name, newest) else "current", "")
+        except ObjectNotFoundError:
+            return (name, "current", "")  # deleted meanwhile: nothing left to rekey
+        except EnvelopeError as e:
+            return (name, "failed", f"{type(e).__name__}: {e}")
+
+    def retire_generation(self, generation: int) -> None:
+        """Delete generation `generation`'s record once no object uses it.
+
+        Refused (`GenerationInUseError`) while any object is under it, while
+        writers may still be using it (the generation that replaced it is
+        younger than the cache's `max_age`), for the newest generation, and for
+        generation 1, whose record is the header itself. Deleting a record
+        does not shred the key while copies of the record exist: disabling
+        and deleting its KMS key does (docs/operations.md).
+        """
+        self._check_open()
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
+            raise ValidationError("generation must be a positive int")
+        if generation == 1:
+            raise ValidationError("generation 1 is the container header itself and cannot be retired")
+        materials = self._refresh()
+        if materials.generation(generation) is None:
+            raise ValidationError(f"{self.url} has no generation {generation}")
+        if generation == materials.primary.number:
+            raise GenerationInUseError(f"generation {generation} is the newest: new writes use it")
+        records = {r.generation: r for r in read_generation_records(self._store, self.header)}
+        successor = min(n for n in records if n > generation)
+        age = (datetime.now(UTC) - records[successor].created_at).total_seconds()
+        if age < self._plane.cache.max_age:
+            raise GenerationInUseError(
+                f"generation {successor} replaced generation {generation} {age:.0f} s ago; running writers may "
+                f"use generation {generation} for up to {self._plane.cache.max_age:.0f} s after a rotation"
+            )
+        in_use = self.usage().get(generation, 0)
+        if in_use:
+            raise GenerationInUseError(
+                f"{in_use} object(s) still use generation {generation}: rekey them first (Container.rekey_all)"
+            )
+        self._store.delete(generation_record_name(generation))
+        self._refresh()
 
     def __repr__(self) -> str:
         return f"<Container {self._store.url} id={self.header.container_id}>"
@@ -282,7 +555,7 @@ class Container:
     def data_key(self) -> DataKey:
         """The data key new writes use, from the plane's cache (one KMS Decrypt per cache lifetime)."""
         self._check_open()
-        return self._materials.data_key()
+        return self._writing_materials().data_key()
 
     # -- writing --
 
@@ -299,8 +572,16 @@ class Container:
         _check_bool(overwrite, "overwrite")
         frame_length = self._plane.frame_length if frame_length is None else check_frame_length(frame_length)
         threads = self._plane.threads if threads is None else check_threads(threads)
-        materials = self._materials.for_writing(name)
-        writer = self._objects.open_writer(name, overwrite=overwrite)
+        return self._open_writer(name, overwrite=overwrite, frame_length=frame_length, threads=threads)
+
+    def _open_writer(
+        self, name: str, *, overwrite: bool, frame_length: int, threads: int, if_match: str | None = None
+    ) -> MessageWriter:
+        materials = self._writing_materials().for_writing(name)
+        if if_match is None:
+            writer = self._objects.open_writer(name, overwrite=overwrite)
+        else:
+            writer = self._objects.open_writer(name, overwrite=True, if_match=if_match)
         sink = _AccountingSink(writer, materials.record)
         try:
             return MessageWriter(
@@ -331,19 +612,25 @@ class Container:
         The header, key commitment and name binding are verified before it
         is returned; each frame is verified before any of its bytes are.
         """
+        return self._open_reader(name, allow_unbound=allow_unbound, threads=threads)[0]
+
+    def _open_reader(
+        self, name: str, *, allow_unbound: bool | None = None, threads: int | None = None
+    ) -> tuple[MessageReader, _Resolution]:
         self._check_open()
         validate_name(name)
         allow = self._plane.allow_unbound if allow_unbound is None else _check_bool(allow_unbound, "allow_unbound")
         threads = self._plane.threads if threads is None else check_threads(threads)
-        resolution = _Resolution(self._materials, name, allow_unbound=allow)
+        resolution = _Resolution(self, name, allow_unbound=allow)
         source = self._objects.open_reader(name)
-        return MessageReader(
+        reader = MessageReader(
             source,
             resolve_key=resolution.resolve_key,
             check_message_id=resolution.check_message_id,
             limits=self._plane.limits,
             threads=threads,
         )
+        return reader, resolution
 
     def get(self, name: str) -> bytes:
         """The whole plaintext of `name` (use open_reader for large objects)."""
@@ -352,7 +639,8 @@ class Container:
 
     def verify(self, name: str) -> VerifyResult:
         """Authenticate every frame of `name` without keeping any plaintext."""
-        with self.open_reader(name) as r:
+        r, resolution = self._open_reader(name)
+        with r:
             scratch = bytearray(min(max(r.header.frame_length, 4096), 4 << 20))
             view = memoryview(scratch)
             total = 0
@@ -366,16 +654,16 @@ class Container:
                 size=total,
                 frame_length=r.header.frame_length,
                 encrypted_size=size,
-                bound=self._materials.written_under(r.header) is not None,
+                bound=resolution.bound,
+                generation=resolution.generation,
             )
 
     def inspect(self, name: str) -> ObjectInfo:
         """The message header of `name`, parsed but not authenticated (no KMS call, no key)."""
         self._check_open()
         validate_name(name)
-        with self._objects.open_reader(name) as source:
-            header = read_header(source, self._plane.limits)
-            size = source.size
+        header, size = self._message_header(name)
+        generation = self._generation_for(header)
         return ObjectInfo(
             name=name,
             encrypted_size=size,
@@ -387,7 +675,8 @@ class Container:
             encrypted_data_keys=tuple(
                 (e.provider_id, e.provider_info.decode("utf-8", "replace")) for e in header.encrypted_data_keys
             ),
-            bound_to_container=self._materials.written_under(header) is not None,
+            bound_to_container=generation is not None,
+            generation=None if generation is None else generation.number,
         )
 
     # -- namespace --
@@ -420,16 +709,28 @@ class Container:
 class _Resolution:
     """What `open_reader` resolved for one message: its key materials, then its name check."""
 
-    __slots__ = ("_allow_unbound", "_found", "_materials", "_name")
+    __slots__ = ("_allow_unbound", "_container", "_found", "_name")
 
-    def __init__(self, materials: KeyMaterials, name: str, *, allow_unbound: bool) -> None:
-        self._materials, self._name, self._allow_unbound = materials, name, allow_unbound
+    def __init__(self, container: Container, name: str, *, allow_unbound: bool) -> None:
+        self._container, self._name, self._allow_unbound = container, name, allow_unbound
         self._found: ReadMaterials | None = None
 
     def resolve_key(self, header: MessageHeader) -> DataKey:
-        self._found = self._materials.for_reading(header, allow_unbound=self._allow_unbound)
+        container = self._container
+        materials = container._materials
+        if materials.written_under(header) is None:
+            materials = container._refresh(container._loaded_at)  # perhaps a generation this handle has not seen
+        self._found = materials.for_reading(header, allow_unbound=self._allow_unbound)
         return self._found.data_key
 
     def check_message_id(self, message_id: bytes) -> bool:
         assert self._found is not None, "the reader resolves the key before it checks the message id"
-        return self._found.check_message_id(self._materials.container_id, self._name, message_id)
+        return self._found.check_message_id(self._container.container_id, self._name, message_id)
+
+    @property
+    def bound(self) -> bool:
+        return self._found is not None and self._found.bound
+
+    @property
+    def generation(self) -> int | None:
+        return None if self._found is None else self._found.generation

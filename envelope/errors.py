@@ -17,6 +17,7 @@ __all__ = [
     "DisabledError",
     "EnvelopeError",
     "FormatError",
+    "GenerationInUseError",
     "IncorrectKeyError",
     "InvalidCiphertextError",
     "InvalidGrantTokenError",
@@ -28,6 +29,7 @@ __all__ = [
     "KmsConnectionError",
     "KmsError",
     "NotFoundError",
+    "ObjectChangedError",
     "ObjectExistsError",
     "ObjectNotFoundError",
     "StorageError",
@@ -81,12 +83,20 @@ class DataKeyWipedError(EnvelopeError):
     """
 
 
+class GenerationInUseError(EnvelopeError):
+    """A data-key generation cannot be retired yet: objects or running writers may still use it."""
+
+
 class StorageError(EnvelopeError):
     """A storage backend failed; the underlying cause is chained (`__cause__`)."""
 
 
 class ObjectExistsError(StorageError, FileExistsError):
     """A create-only write found the object already there. Nothing was changed."""
+
+
+class ObjectChangedError(StorageError):
+    """A conditional replace found another version of the object (or none): nothing was written."""
 
 
 class ObjectNotFoundError(StorageError, FileNotFoundError):

@@ -20,9 +20,9 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, final
+from typing import Any, Final, TypeVar, final
 
 import attrs
 
@@ -90,6 +90,7 @@ _TIMESTAMP = re.compile(
     r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})T(?P<h>[0-9]{2}):(?P<mi>[0-9]{2}):(?P<s>[0-9]{2})"
     r"(?:\.(?P<frac>[0-9]{1,6}))?Z"
 )
+_T = TypeVar("_T")
 _FIELDS: Final = frozenset(
     {"format", "version", "container_id", "suite", "data_keys", "encryption_context", "created_at", "labels"}
 )
@@ -439,14 +440,7 @@ class ContainerHeader:
             "version": self.version,
             "container_id": self.container_id,
             "suite": self.suite,
-            "data_keys": [
-                {
-                    "provider": k.provider,
-                    "key_id": k.key_id,
-                    "ciphertext": base64.b64encode(k.ciphertext).decode("ascii"),
-                }
-                for k in self.data_keys
-            ],
+            "data_keys": data_keys_to_json(self.data_keys),
             "encryption_context": dict(self.encryption_context),
             "created_at": _format_timestamp(self.created_at),
             "labels": dict(self.labels),
@@ -454,11 +448,7 @@ class ContainerHeader:
 
     def to_json(self) -> bytes:
         """The canonical `container.json` bytes: UTF-8, sorted keys, 2-space indent, trailing newline."""
-        text = json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
-        data = (text + "\n").encode("utf-8")
-        if len(data) > MAX_HEADER_BYTES:  # the field bounds make this unreachable
-            raise AssertionError(f"container header serialized to {len(data)} bytes, over {MAX_HEADER_BYTES}")
-        return data
+        return dump_document(self.to_dict())
 
     @classmethod
     def from_json(cls, data: bytes | bytearray | memoryview) -> ContainerHeader:
@@ -466,14 +456,26 @@ class ContainerHeader:
 
         An unknown version or suite raises UnsupportedFormatError (a FormatError).
         """
-        return _parse(data)
+        return parse_document(data, "container header", _parse)
 
 
 # --------------------------------------------------------------------------- strict parser
 
 
+class _Bad(FormatError):
+    """A schema violation found by the shared parsing helpers; each document's parser names itself."""
+
+
 def _fail(message: str) -> FormatError:
-    return FormatError(f"container header: {message}")
+    return _Bad(message)
+
+
+def parse_document(data: bytes | bytearray | memoryview, document: str, parse: Callable[[Any], _T]) -> _T:
+    """Run a strict parser over a JSON document; FormatErrors are prefixed with `document`'s name."""
+    try:
+        return parse(_load(data))
+    except _Bad as e:
+        raise FormatError(f"{document}: {e}") from None
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -548,32 +550,28 @@ def _decode_ciphertext(text: str, what: str) -> bytes:
     return raw
 
 
-def _parse(data: bytes | bytearray | memoryview) -> ContainerHeader:
-    doc = _load(data)
+def identify(doc: Any, format_name: str, version: int, document: str, fields: frozenset[str]) -> None:
+    """Check a loaded document's `format` and `version` first (another version may have other
+    fields), then its field set exactly."""
     if type(doc) is not dict:
         raise _fail(f"document must be a JSON object, got {_json_type(doc)}")
-    # Identify the document before judging its fields: another version may have other fields.
     if "format" not in doc:
         raise _fail("missing field 'format'")
-    if doc["format"] != FORMAT_NAME:
+    if doc["format"] != format_name:
         value = doc["format"]
         shown = _short(value) if isinstance(value, str) else _json_type(value)
-        raise _fail(f"field 'format' is {shown}, expected {FORMAT_NAME!r}")
+        raise _fail(f"field 'format' is {shown}, expected {format_name!r}")
     if "version" not in doc:
         raise _fail("missing field 'version'")
-    version = _typed(doc["version"], int, "version")
-    if version != FORMAT_VERSION:
-        raise UnsupportedFormatError(
-            f"container header: unsupported version {version} (this library reads version {FORMAT_VERSION})"
-        )
-    _check_fields(doc, _FIELDS, "document")
+    found = _typed(doc["version"], int, "version")
+    if found != version:
+        raise UnsupportedFormatError(f"{document}: unsupported version {found} (this library reads version {version})")
+    _check_fields(doc, fields, "document")
 
-    container_id = _typed(doc["container_id"], str, "container_id")
-    suite = _typed(doc["suite"], int, "suite")
-    if suite != SUITE_ID:
-        raise UnsupportedFormatError(f"container header: unsupported suite {suite:#06x} (only {SUITE_ID:#06x})")
 
-    raw_keys = _typed(doc["data_keys"], list, "data_keys")
+def parse_data_keys(value: Any) -> tuple[EncryptedDataKey, ...]:
+    """The `data_keys` array of a header or generation record."""
+    raw_keys = _typed(value, list, "data_keys")
     if not raw_keys:
         raise _fail("field 'data_keys' is empty")
     if len(raw_keys) > MAX_DATA_KEYS:
@@ -590,7 +588,33 @@ def _parse(data: bytes | bytearray | memoryview) -> ContainerHeader:
             data_keys.append(EncryptedDataKey(provider=provider, key_id=key_id, ciphertext=ciphertext))
         except ValidationError as e:
             raise _fail(f"{where}: {e}") from None
+    return tuple(data_keys)
 
+
+def data_keys_to_json(data_keys: tuple[EncryptedDataKey, ...]) -> list[dict[str, str]]:
+    """The JSON form of `data_keys` (ciphertexts as standard, padded base64)."""
+    return [
+        {"provider": k.provider, "key_id": k.key_id, "ciphertext": base64.b64encode(k.ciphertext).decode("ascii")}
+        for k in data_keys
+    ]
+
+
+def dump_document(document: dict[str, Any]) -> bytes:
+    """Canonical JSON bytes: UTF-8, sorted keys, 2-space indent, trailing newline."""
+    text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    data = (text + "\n").encode("utf-8")
+    if len(data) > MAX_HEADER_BYTES:  # the field bounds make this unreachable
+        raise AssertionError(f"document serialized to {len(data)} bytes, over {MAX_HEADER_BYTES}")
+    return data
+
+
+def _parse(doc: Any) -> ContainerHeader:
+    identify(doc, FORMAT_NAME, FORMAT_VERSION, "container header", _FIELDS)
+    container_id = _typed(doc["container_id"], str, "container_id")
+    suite = _typed(doc["suite"], int, "suite")
+    if suite != SUITE_ID:
+        raise UnsupportedFormatError(f"container header: unsupported suite {suite:#06x} (only {SUITE_ID:#06x})")
+    data_keys = parse_data_keys(doc["data_keys"])
     context = _string_map(doc["encryption_context"], "encryption_context")
     created_at = _typed(doc["created_at"], str, "created_at")
     labels = _string_map(doc["labels"], "labels")

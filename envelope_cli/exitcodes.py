@@ -16,6 +16,7 @@ from envelope.errors import (
     AuthenticationError,
     EnvelopeError,
     FormatError,
+    GenerationInUseError,
     KeystoreError,
     KmsError,
     StorageError,
@@ -45,6 +46,10 @@ class ExitCode(enum.IntEnum):
     """Storage or local I/O failed (S3 errors, permissions, disk full)."""
     FORMAT = 8
     """A container header or message header is malformed or of an unsupported version."""
+    PARTIAL = 9
+    """A sweep (rekey) finished, but some objects failed; the report names each with its reason."""
+    IN_USE = 10
+    """A data-key generation cannot be retired yet: objects or running writers may still use it."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C); nothing partial was committed."""
     TERMINATED = 143
@@ -68,6 +73,7 @@ class Terminated(KeyboardInterrupt):
 # Ordered most specific first: ObjectNotFoundError is both a StorageError and a FileNotFoundError.
 _BY_CLASS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (
     (AuthenticationError, ExitCode.AUTHENTICATION),
+    (GenerationInUseError, ExitCode.IN_USE),
     (ValidationError, ExitCode.USAGE),
     # A bad region from the environment or a profile (--region itself is checked up front).
     ((ProfileNotFound, NoRegionError, InvalidRegionError, PartialCredentialsError), ExitCode.USAGE),

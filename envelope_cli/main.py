@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from envelope_cli import control, data, keys
+from envelope_cli import control, data, keys, lifecycle
 from envelope_cli.exitcodes import Terminated, exit_code_for, one_line
 from envelope_cli.output import Output
 from envelope_cli.session import KEYSTORE_ENV, Session, parse_kms
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parsers(commands, common)
     control.add_parsers(commands, common)
     data.add_parsers(commands, common)
+    lifecycle.add_parsers(commands, common)
     return parser
 
 

@@ -239,7 +239,7 @@ def _non_framed(plaintext: bytes, key: bytes = FUZZ_KEY) -> bytes:
     )
     iv = bytes(range(12))
     aad = message_id + SINGLE_BLOCK_AAD_LABEL + struct.pack(">IQ", 1, len(plaintext))
-    sealed = AESGCM(derived).encrypt(iv, plaintext, aad)
+    sealed = derived.cipher().encrypt(iv, plaintext, aad)
     return header.to_bytes() + iv + struct.pack(">Q", len(plaintext)) + sealed
 
 

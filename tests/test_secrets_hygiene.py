@@ -28,7 +28,7 @@ from controlplane import ControlPlane
 from dataplane import DataPlane
 from dataplane.binding import derive_binding_key
 from dataplane.format import derive_keys, read_header
-from dataplane.stream import BufferSource, MessageReader
+from dataplane.hazmat import BufferSource, MessageReader, MessageWriter
 from envelope.errors import (
     AuthenticationError,
     EnvelopeError,
@@ -333,3 +333,80 @@ def test_readers_writers_and_keys_refuse_pickling(tmp_path: Path) -> None:
     stream = io.BytesIO()
     with pytest.raises(TypeError):
         pickle.Pickler(stream).dump({"nested": container.data_key()})
+
+
+def _captured_locals(error: BaseException) -> str:
+    """`error` as an error tracker records it: every frame's locals, causes and contexts included."""
+    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+_STREAM_KEY = bytes(range(0x61, 0x81))  # a module global: no frame of the test itself holds it
+
+
+def test_stream_tracebacks_with_captured_locals_hold_no_key() -> None:
+    """A flipped header-tag bit, a wrong key, a bad frame, a failing sink: no key in any frame's locals.
+
+    (tests/test_traceback_locals.py walks every failure path; this is the same search as the workflows above.)
+    """
+    sink = _MemorySink()
+    writer = MessageWriter(
+        sink, data_key=_STREAM_KEY, message_id=bytes(32), encryption_context={}, encrypted_data_keys=[("p", b"i", b"c")]
+    )
+    writer.write(b"secret plaintext " * 10)
+    writer.close()
+    message = bytes(sink.data)
+    secrets = Secrets(_STREAM_KEY)
+    secrets.add_message("message", message)
+    header_size = read_header(BufferSource(message)).size
+    errors: list[BaseException] = []
+    for offset in (header_size - 1, header_size + 30, len(message) - 1):  # header tag, frame, final frame
+        damaged = bytearray(message)
+        damaged[offset] ^= 1
+        with pytest.raises(AuthenticationError) as caught:
+            MessageReader(BufferSource(bytes(damaged)), resolve_key=lambda _h: _STREAM_KEY).read()
+        errors.append(caught.value)
+    with pytest.raises(OSError) as failed_sink:
+        MessageWriter(
+            _MemorySink(fail=True),
+            data_key=_STREAM_KEY,
+            message_id=bytes(32),
+            encryption_context={},
+            encrypted_data_keys=[("p", b"i", b"c")],
+        )
+    errors.append(failed_sink.value)
+    leaks = [leak for error in errors for leak in secrets.leaks(type(error).__name__, _captured_locals(error))]
+    assert leaks == []
+
+
+def test_container_tracebacks_with_captured_locals_hold_no_key(tmp_path: Path) -> None:
+    kms = LocalKms(tmp_path / "ks")
+    kms.create_key(alias="alias/locals")
+    ControlPlane(kms).create_container(tmp_path / "c", "alias/locals")
+    container = DataPlane(kms, frame_length=FRAME).open(tmp_path / "c")
+    container.put("x", b"y" * 300)
+    secrets = Secrets(container.data_key().reveal())
+    message = bytearray(container._objects.get_bytes("x"))
+    secrets.add_message("x", bytes(message))
+    message[read_header(BufferSource(bytes(message))).size - 1] ^= 1  # the header tag
+    container._objects.put_bytes("x", bytes(message), overwrite=True)
+    with pytest.raises(AuthenticationError) as caught:
+        container.get("x")
+    assert secrets.leaks("container.get", _captured_locals(caught.value)) == []
+
+
+class _MemorySink:
+    def __init__(self, *, fail: bool = False) -> None:
+        self.data = bytearray()
+        self.fail = fail
+
+    def write(self, data: memoryview, /) -> int:
+        if self.fail:
+            raise OSError("disk full")
+        self.data += data
+        return len(data)
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import dataplane.stream as stream_module
+import dataplane._frames as frames_module
+import dataplane._writer as writer_module
 from dataplane.format import EncryptedDataKey, MessageHeader, read_header
-from dataplane.stream import BufferSource, MessageReader, MessageWriter
+from dataplane.hazmat import BufferSource, MessageReader, MessageWriter
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError, ValidationError
 from tests.test_format import CONTEXT, EDKS, KEY, MESSAGE_ID, MemorySink, ref_context, ref_message, write_message
@@ -73,7 +74,7 @@ def plaintext_of(n: int) -> bytes:
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of two or three small frames, so tests exercise many slots and the thread ring."""
-    monkeypatch.setattr(stream_module, "BATCH_BYTES", 100)
+    monkeypatch.setattr(frames_module, "BATCH_BYTES", 100)
 
 
 # --- round trips ---------------------------------------------------------------------
@@ -106,7 +107,7 @@ def test_small_writes_gather_into_frames(
     chunk: int, threads: int, batches: str, n: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if batches == "small":
-        monkeypatch.setattr(stream_module, "BATCH_BYTES", 100)
+        monkeypatch.setattr(frames_module, "BATCH_BYTES", 100)
     pt = plaintext_of(n)
     sink = MemorySink()
     with _writer(sink, threads=threads) as w:
@@ -765,7 +766,7 @@ def test_writer_exposes_its_header() -> None:
 
 
 def test_frame_count_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_module, "MAX_FRAME_COUNT", 4)
+    monkeypatch.setattr(writer_module, "MAX_FRAME_COUNT", 4)
     ok = _writer(MemorySink())
     ok.write(bytes(3 * 16 + 15))  # three regular frames and the final frame: 4 frames
     ok.close()

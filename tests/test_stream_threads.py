@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import dataplane.stream as stream_module
+import dataplane._frames as frames_module
 from dataplane.format import read_header
-from dataplane.stream import BufferSource, MessageReader, MessageWriter
+from dataplane.hazmat import BufferSource, MessageReader, MessageWriter
 from envelope.errors import AuthenticationError
 from tests.test_format import EDKS, KEY, MESSAGE_ID, MemorySink, write_message
 
@@ -73,7 +73,7 @@ def encrypt(pt: bytes, frame_length: int, writes: list[int], threads: int, sink:
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Threaded batches of 4 * 40 bytes: 10 frames of 16 bytes, 3 of 48."""
-    monkeypatch.setattr(stream_module, "BATCH_BYTES", 40)
+    monkeypatch.setattr(frames_module, "BATCH_BYTES", 40)
 
 
 @given(
@@ -89,7 +89,7 @@ def test_threads_give_the_same_bytes_and_plaintext(
     pt: bytes, frame_length: int, batch_bytes: int, writes: list[int], reads: list[int], threads: int, kind: str
 ) -> None:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(stream_module, "BATCH_BYTES", batch_bytes)
+        mp.setattr(frames_module, "BATCH_BYTES", batch_bytes)
         single = encrypt(pt, frame_length, writes, 1)
         assert encrypt(pt, frame_length, writes, threads) == single
         r = open_reader(single, kind, threads)
@@ -156,14 +156,14 @@ def test_a_sink_failing_inside_a_threaded_write_aborts(fail_on_write: int, threa
 
 @pytest.mark.parametrize("threads", [2, 3])
 def test_a_worker_failing_to_seal_aborts(threads: int, small_batches: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    seal = stream_module._SealSlot.seal
+    seal = frames_module.SealSlot.seal
 
-    def seal_but_not_in_workers(self: stream_module._SealSlot, *args: object) -> memoryview:
+    def seal_but_not_in_workers(self: frames_module.SealSlot, *args: object) -> memoryview:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("worker died")
         return seal(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(stream_module._SealSlot, "seal", seal_but_not_in_workers)
+    monkeypatch.setattr(frames_module.SealSlot, "seal", seal_but_not_in_workers)
     sink = MemorySink()
     w = MessageWriter(
         sink,
@@ -210,3 +210,31 @@ def test_a_bad_frame_inside_a_threaded_read_releases_nothing_of_it(
 
     with pytest.raises(AuthenticationError):
         open_reader(tampered, kind, threads).read()
+
+
+def test_a_bad_frame_in_a_middle_run_wipes_the_runs_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cross-run wipe: later runs opened fine on other threads, but sit after the failure.
+
+    With BATCH_BYTES = 40 and three threads a split covers 30 frames of 16
+    bytes in three runs of 10 (frames 0-9 on the calling thread, 10-19 and
+    20-29 on workers). Frame 15 is damaged: it wipes itself (the rest of its
+    run is never opened), and the third run -- authentic, fully decrypted into the caller's
+    buffer by its worker -- must be wiped by the failing split, or the
+    caller's buffer would hold plaintext from after the damage.
+    """
+    monkeypatch.setattr(frames_module, "BATCH_BYTES", 40)
+    threads, bad = 3, 15
+    assert frames_module.frames_per_batch(F, threads) == 10
+    pt = plaintext_of(FRAMES * F + 5)
+    msg = bytearray(write_message(pt, F))
+    header_size = read_header(BufferSource(bytes(msg))).size
+    msg[header_size + bad * (F + 32) + 20] ^= 0x01
+    for kind in ("view", "copy"):
+        buf = bytearray(b"\xaa" * len(pt))
+        with pytest.raises(AuthenticationError):
+            open_reader(bytes(msg), kind, threads).readinto(buf)
+        assert buf[: 10 * F] == pt[: 10 * F]  # the first run verified before the failure was known
+        assert buf[bad * F : (bad + 1) * F] == bytes(F)  # the bad frame wiped itself
+        assert buf[(bad + 1) * F : 20 * F] == b"\xaa" * ((19 - bad) * F)  # the failing run stopped there
+        assert buf[20 * F : 30 * F] == bytes(10 * F), f"{kind}: the run after the failing one was not wiped"
+        assert buf[30 * F :] == b"\xaa" * (len(pt) - 30 * F)  # never reached

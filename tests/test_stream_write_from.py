@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.stream import MessageWriter
+from dataplane.hazmat import MessageWriter
 from envelope.errors import ValidationError
 from tests.test_format import CONTEXT, EDKS, KEY, MESSAGE_ID, MemorySink, ref_message
 

@@ -11,7 +11,7 @@ nothing here may construct a boto3 client.
 
 from typing import TYPE_CHECKING
 
-from envelope.storage._base import BytesLike, ObjectWriter, RandomAccessReader, Store
+from envelope.storage._base import BytesLike, ObjectReader, ObjectWriter, RandomAccessReader, Store
 from envelope.storage.local import LocalStore
 from envelope.storage.location import Location, open_store, parse_location
 from envelope.storage.names import validate_name, validate_prefix
@@ -22,6 +22,7 @@ __all__ = [
     "LocalStore",
     "Location",
     "ObjectWriter",
+    "ObjectReader",
     "RandomAccessReader",
     "S3Store",
     "Store",
@@ -39,5 +40,5 @@ if TYPE_CHECKING:
 
     def _conforms(
         *, a: LocalStore, b: S3Store, c: LocalObjectWriter, d: S3ObjectWriter, e: LocalReader, f: S3Reader
-    ) -> tuple[Store, Store, ObjectWriter, ObjectWriter, RandomAccessReader, RandomAccessReader]:
+    ) -> tuple[Store, Store, ObjectWriter, ObjectWriter, ObjectReader, ObjectReader]:
         return a, b, c, d, e, f

@@ -33,6 +33,7 @@ __all__ = [
     "OPEN",
     "BytesLike",
     "ObjectWriter",
+    "ObjectReader",
     "RandomAccessReader",
     "Store",
     "StickyWriterState",
@@ -132,6 +133,18 @@ class RandomAccessReader(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+class ObjectReader(RandomAccessReader, Protocol):
+    """A store's reader: positional reads of one stored version of an object."""
+
+    @property
+    def version(self) -> str:
+        """An opaque token for the version this reader reads (S3: its ETag; locally inode and mtime).
+
+        Pass it as `open_writer(..., if_match=version)` to replace exactly this version.
+        """
+        ...
+
+
 @runtime_checkable
 class Store(Protocol):
     """A flat namespace of objects under one root."""
@@ -147,9 +160,17 @@ class Store(Protocol):
         """The whole object; StorageError (without reading it) if it is larger than max_size."""
         ...
 
-    def open_writer(self, name: str, *, overwrite: bool = False) -> ObjectWriter: ...
+    def open_writer(self, name: str, *, overwrite: bool = False, if_match: str | None = None) -> ObjectWriter:
+        """A streaming write of `name`, create-only unless `overwrite`.
 
-    def open_reader(self, name: str) -> RandomAccessReader: ...
+        With `if_match` (a reader's `version`; implies overwrite) the commit
+        replaces the object only if it is still that version, else raises
+        `ObjectChangedError` and publishes nothing: a concurrent overwrite or
+        delete is never lost.
+        """
+        ...
+
+    def open_reader(self, name: str) -> ObjectReader: ...
 
     def exists(self, name: str) -> bool: ...
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from envelope.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
+from envelope.errors import ObjectChangedError, ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
 from envelope.storage._base import (
     ABORTED,
     COMMITTED,
@@ -74,6 +74,21 @@ def check_encodable_path(path: str) -> str:
             f"the local path cannot be encoded with the filesystem encoding ({sys.getfilesystemencoding()})"
         ) from None
     return path
+
+
+def local_version(st: os.stat_result) -> str:
+    """A file's version token: every publish is a new inode, and a reused inode has a new mtime."""
+    return f"{st.st_dev:x}:{st.st_ino:x}:{st.st_mtime_ns:x}:{st.st_size:x}"
+
+
+@contextlib.contextmanager
+def _directory_lock(dir_fd: int) -> Iterator[None]:
+    """The lock every replace and delete in one directory takes (flock on the directory itself)."""
+    fcntl.flock(dir_fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(dir_fd, fcntl.LOCK_UN)
 
 
 def _temp_name(leaf: str) -> str:
@@ -226,8 +241,10 @@ class LocalStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def open_writer(self, name: str, *, overwrite: bool = False) -> LocalObjectWriter:
+    def open_writer(self, name: str, *, overwrite: bool = False, if_match: str | None = None) -> LocalObjectWriter:
         validate_name(name)
+        if if_match is not None and not isinstance(if_match, str):
+            raise ValidationError("if_match must be a version string from a reader")
         *parents, leaf = name.split("/")
         for _ in range(_CREATE_ATTEMPTS):
             chain = self._walk(parents, create=True, name=name)
@@ -249,7 +266,9 @@ class LocalStore:
                 os.close(fd)
                 os.close(dir_fd)
                 raise StorageError(f"cannot lock the temp file for {name!r}") from e
-            return LocalObjectWriter(name, dir_fd, fd, temp, leaf, overwrite=overwrite)
+            return LocalObjectWriter(
+                name, dir_fd, fd, temp, leaf, overwrite=overwrite or if_match is not None, if_match=if_match
+            )
         raise StorageError(f"the directory of {name!r} kept disappearing while creating a temp file")
 
     def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None:
@@ -292,7 +311,12 @@ class LocalStore:
 
     def open_reader(self, name: str) -> LocalReader:
         fd, size = self._open_object(name)
-        return LocalReader(name, fd, size)
+        try:
+            version = local_version(os.fstat(fd))
+        except OSError as e:
+            os.close(fd)
+            raise StorageError(f"cannot stat {name!r}") from e
+        return LocalReader(name, fd, size, version)
 
     def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes:
         if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
@@ -350,7 +374,9 @@ class LocalStore:
                 raise ObjectNotFoundError(f"no object named {name!r}")
             try:
                 # unlink never follows a symlink, so a swap after the stat cannot reach outside.
-                os.unlink(leaf, dir_fd=chain[-1])
+                # Under the directory's lock: a conditional replace never resurrects a deleted object.
+                with _directory_lock(chain[-1]):
+                    os.unlink(leaf, dir_fd=chain[-1])
                 os.fsync(chain[-1])
             except FileNotFoundError:
                 raise ObjectNotFoundError(f"no object named {name!r}") from None
@@ -553,13 +579,16 @@ class LocalObjectWriter(StickyWriterState):
     later write/commit raises the same error; `abort` is always safe.
     """
 
-    def __init__(self, name: str, dir_fd: int, fd: int, temp: str, leaf: str, *, overwrite: bool) -> None:
+    def __init__(
+        self, name: str, dir_fd: int, fd: int, temp: str, leaf: str, *, overwrite: bool, if_match: str | None = None
+    ) -> None:
         self._start(name)
         self._dir_fd = dir_fd
         self._fd = fd
         self._temp = temp
         self._leaf = leaf
         self._overwrite = overwrite
+        self._if_match = if_match
 
     def _fail(self, error: BaseException) -> BaseException:
         self._record_failure(error)
@@ -600,11 +629,16 @@ class LocalObjectWriter(StickyWriterState):
         except OSError as e:
             raise StorageError(f"cannot flush {self._name!r}") from e
         if self._overwrite:
-            self._check_replaceable()
-            try:
-                os.rename(self._temp, self._leaf, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-            except OSError as e:
-                raise StorageError(f"cannot publish {self._name!r}") from e
+            # Every replace and delete in a directory takes its lock, so a conditional replace's
+            # check and rename are one step as far as any other writer of this store can see.
+            with _directory_lock(self._dir_fd):
+                self._check_replaceable()
+                if self._if_match is not None:
+                    self._check_version()
+                try:
+                    os.rename(self._temp, self._leaf, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+                except OSError as e:
+                    raise StorageError(f"cannot publish {self._name!r}") from e
         else:
             try:
                 os.link(self._temp, self._leaf, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd, follow_symlinks=False)
@@ -632,6 +666,16 @@ class LocalObjectWriter(StickyWriterState):
             raise StorageError(f"{self._name!r} is a prefix of other objects (a directory), not an object")
         if not stat.S_ISREG(st.st_mode):
             raise StorageError(f"{self._name!r} is not a regular file")
+
+    def _check_version(self) -> None:
+        try:
+            st = os.stat(self._leaf, dir_fd=self._dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ObjectChangedError(f"{self._name!r} was deleted since it was read; nothing was written") from None
+        except OSError as e:
+            raise StorageError(f"cannot stat {self._name!r}") from e
+        if local_version(st) != self._if_match:
+            raise ObjectChangedError(f"{self._name!r} changed since it was read; nothing was written")
 
     def abort(self) -> None:
         if self._state == OPEN:
@@ -673,9 +717,10 @@ class LocalObjectWriter(StickyWriterState):
 class LocalReader:
     """Positional reads from one open file. Holds its fd until `close`; safe to share between threads."""
 
-    def __init__(self, name: str, fd: int, size: int) -> None:
+    def __init__(self, name: str, fd: int, size: int, version: str) -> None:
         self._name = name
         self._fd = fd
+        self._version = version
         # Fixed at open: the fd keeps the same inode even if the name is later overwritten.
         self._size = size
 
@@ -685,6 +730,10 @@ class LocalReader:
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def version(self) -> str:
+        return self._version
 
     def readinto_at(self, offset: int, buf: memoryview, /) -> int:
         if self._fd < 0:

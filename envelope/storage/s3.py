@@ -33,7 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from envelope.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
+from envelope.errors import ObjectChangedError, ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
 from envelope.storage._base import (
     ABORTED,
     COMMITTED,
@@ -115,12 +115,14 @@ def _error_code(error: ClientError) -> str:
 
 
 @contextmanager
-def _translated(operation: str, name: str, *, create_only: bool = False) -> Iterator[None]:
+def _translated(operation: str, name: str, *, create_only: bool = False, conditional: bool = False) -> Iterator[None]:
     """Turn botocore failures into envelope errors, keeping the original as `__cause__`."""
     try:
         yield
     except ClientError as e:
         code = _error_code(e)
+        if conditional and code in _EXISTS_CODES | _NOT_FOUND_CODES:
+            raise ObjectChangedError(f"{name!r} changed since it was read; nothing was written") from e
         if code in _NOT_FOUND_CODES:
             raise ObjectNotFoundError(f"no object named {name!r}") from e
         if create_only and code in _EXISTS_CODES | _CONFLICT_CODES:
@@ -286,8 +288,12 @@ class S3Store:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def open_writer(self, name: str, *, overwrite: bool = False) -> S3ObjectWriter:
-        return S3ObjectWriter(self, name, self._key(name), overwrite=overwrite)
+    def open_writer(self, name: str, *, overwrite: bool = False, if_match: str | None = None) -> S3ObjectWriter:
+        if if_match is not None and not isinstance(if_match, str):
+            raise ValidationError("if_match must be a version (ETag) from a reader")
+        return S3ObjectWriter(
+            self, name, self._key(name), overwrite=overwrite or if_match is not None, if_match=if_match
+        )
 
     def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None:
         key = self._key(name)
@@ -298,11 +304,15 @@ class S3Store:
             return
         self._put_object(name, key, view, overwrite=overwrite)
 
-    def _put_object(self, name: str, key: str, view: memoryview, *, overwrite: bool) -> None:
+    def _put_object(
+        self, name: str, key: str, view: memoryview, *, overwrite: bool, if_match: str | None = None
+    ) -> None:
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
         if not overwrite:
             kwargs["IfNoneMatch"] = "*"
-        with _translated("PutObject", name, create_only=not overwrite):
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        with _translated("PutObject", name, create_only=not overwrite, conditional=if_match is not None):
             _retry_conflicts(self._client.put_object, Body=cast("IO[bytes]", _ViewBody(view)), **kwargs)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -433,8 +443,9 @@ class S3ObjectWriter(StickyWriterState):
     lifecycle rule (AbortIncompleteMultipartUpload) removes it.
     """
 
-    def __init__(self, store: S3Store, name: str, key: str, *, overwrite: bool) -> None:
+    def __init__(self, store: S3Store, name: str, key: str, *, overwrite: bool, if_match: str | None = None) -> None:
         self._store = store
+        self._if_match = if_match
         self._client = store._client
         self._bucket = store._bucket
         self._start(name)
@@ -531,7 +542,13 @@ class S3ObjectWriter(StickyWriterState):
         self._check_open()
         try:
             if self._upload_id is None and self._filled <= self._store._threshold:
-                self._store._put_object(self._name, self._key, self._buffer[: self._filled], overwrite=self._overwrite)
+                self._store._put_object(
+                    self._name,
+                    self._key,
+                    self._buffer[: self._filled],
+                    overwrite=self._overwrite,
+                    if_match=self._if_match,
+                )
             else:
                 if self._filled or self._next_number == 1:
                     self._upload_part(last=True)
@@ -555,9 +572,25 @@ class S3ObjectWriter(StickyWriterState):
         }
         if not self._overwrite:
             kwargs["IfNoneMatch"] = "*"
-        with _translated("CompleteMultipartUpload", self._name, create_only=not self._overwrite):
+        if self._if_match is not None:
+            kwargs["IfMatch"] = self._if_match
+            self._check_still(self._if_match)
+        with _translated(
+            "CompleteMultipartUpload",
+            self._name,
+            create_only=not self._overwrite,
+            conditional=self._if_match is not None,
+        ):
             _retry_conflicts(self._client.complete_multipart_upload, **kwargs)
         self._upload_id = None  # completed: nothing left to abort
+
+    def _check_still(self, etag: str) -> None:
+        # S3 enforces IfMatch on CompleteMultipartUpload; this look first narrows the window for
+        # S3-compatible stores that ignore it (and costs one HEAD per conditional multipart write).
+        with _translated("HeadObject", self._name, conditional=True):
+            head = self._client.head_object(Bucket=self._bucket, Key=self._key)
+        if head["ETag"] != etag:
+            raise ObjectChangedError(f"{self._name!r} changed since it was read; nothing was written")
 
     def abort(self) -> None:
         if self._state == OPEN:
@@ -632,6 +665,10 @@ class S3Reader:
     def size(self) -> int:
         return self._size
 
+    @property
+    def version(self) -> str:
+        return self._etag
+
     def readinto_at(self, offset: int, buf: memoryview, /) -> int:
         if self._closed:
             raise ValidationError(f"reader for {self._name!r} is closed")
@@ -686,7 +723,7 @@ class S3Reader:
                 )
             except ClientError as e:
                 if _error_code(e) in _EXISTS_CODES:
-                    raise StorageError(f"{self._name!r} was replaced while it was being read") from e
+                    raise ObjectChangedError(f"{self._name!r} was replaced while it was being read") from e
                 raise
             body = response["Body"]
             try:

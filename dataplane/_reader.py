@@ -1,0 +1,413 @@
+"""`MessageReader`: a seekable binary file over one message in a random-access source.
+
+The mirror of `MessageWriter` (dataplane/_writer.py): construction reads and
+authenticates the header, then reads decrypt only the frames they touch, in
+batches of `BATCH_BYTES` (`THREAD_BATCHES` times that with threads), through
+one reused buffer per thread; the body layout is arithmetic on the object
+size (`dataplane.format.body_layout`), so a seek costs nothing.
+
+What this module must never do:
+
+- release a byte of a frame's plaintext before that frame's tag verified
+  (a frame decrypted straight into a caller's `readinto` buffer is wiped if
+  its tag fails, and so is every later run other threads opened; the call raises);
+- report end-of-data before the final frame authenticated;
+- hold raw key bytes in its frames (the resolver's answer goes straight to
+  `authenticate_header`; the reader keeps a `MessageKey`);
+- say which integrity check failed (`AuthenticationError` is one message).
+Errors are sticky: after a failure every later call raises the same error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import operator
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NoReturn, TypeVar
+
+import attrs
+
+from envelope.datakey import DataKey
+from envelope.errors import AuthenticationError
+
+from ._byteio import MessageSource
+from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
+from ._params import check_threads
+from .format import (
+    FINAL_FRAME_OVERHEAD,
+    FINAL_FRAME_PREFIX,
+    NON_FRAMED_OVERHEAD,
+    NON_FRAMED_PREFIX,
+    REGULAR_FRAME_OVERHEAD,
+    Limits,
+    MessageHeader,
+    authenticate_header,
+    authenticated_only_context,
+    body_layout,
+    read_header,
+)
+
+__all__ = ["MessageReader"]
+
+_T = TypeVar("_T")
+
+
+class MessageReader(io.BufferedIOBase):
+    """A read-only, seekable binary file over one message in `source`.
+
+    Construction parses the header, checks the object size against the
+    body layout, calls ``resolve_key(header)`` for the data key, verifies key
+    commitment and the header tag, then the optional ``check_message_id``
+    hook (name binding). Only then can bytes be read. Seeking is arithmetic;
+    a read decrypts only the frames it touches, and a frame's plaintext is
+    released only after its tag verified. The plaintext size comes from the
+    object size and is trusted once the final frame verified, which happens
+    lazily: on reaching the end, on ``SEEK_END`` or ``plaintext_size()``.
+
+    ``required_encryption_context`` (the SDKs' required-context rule):
+    entries present in the header must match it; entries absent from the
+    header are authenticated by appending their serialization to the
+    header-authentication AAD.
+
+    `readinto` with a buffer covering whole frames decrypts straight into
+    it; `read` decrypts straight into the `bytes` it returns (on CPython).
+    The reader owns `source` and closes it on `close()` (or when
+    construction fails). It is not safe to share between threads. With
+    ``threads >= 2`` batches grow to ``THREAD_BATCHES`` times ``BATCH_BYTES``,
+    and a read of whole frames is split into one run per thread, the calling
+    thread opening the first; sources without ``view_at`` then cost about
+    ``threads * max(frame_length, 4 MiB)`` of ciphertext buffers.
+    """
+
+    def __init__(
+        self,
+        source: MessageSource,
+        *,
+        resolve_key: Callable[[MessageHeader], bytes | DataKey],
+        required_encryption_context: Mapping[str, str] | None = None,
+        check_message_id: Callable[[bytes], bool] | None = None,
+        limits: Limits | None = None,
+        max_frame_length: int | None = None,
+        threads: int = 1,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._error: BaseException | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._plaintext = memoryview(bytearray(0))  # verified plaintext of frame self._cached
+        self._cached = -1
+        try:
+            self._threads = check_threads(threads)
+            limits = limits or Limits()
+            if max_frame_length is not None:
+                limits = attrs.evolve(limits, max_frame_length=max_frame_length)
+            header = read_header(source, limits)
+            extra = authenticated_only_context(header, required_encryption_context)
+            layout = body_layout(header, source.size, limits)
+            key = authenticate_header(header, resolve_key(header), extra_aad=extra)
+            if check_message_id is not None and not check_message_id(header.message_id):
+                raise AuthenticationError
+        except BaseException:
+            try:
+                source.close()
+            finally:
+                super().close()
+            raise
+        self._header = header
+        self._layout = layout
+        self._key = key
+        self._view_at: Callable[[int, int], memoryview] | None = getattr(source, "view_at", None)
+        self._batch = frames_per_batch(layout.frame_length, self._threads)
+        self._slot = self._new_slot()
+        self._slots: list[OpenSlot] = []
+        self._final_verified = False
+        self._pos = 0
+
+    # -- public surface --
+
+    @property
+    def header(self) -> MessageHeader:
+        """The authenticated header."""
+        return self._header
+
+    def plaintext_size(self) -> int:
+        """The plaintext length; authenticates the final frame first if it was not yet."""
+        self._check()
+        self._guard(self._ensure_final)
+        return self._layout.plaintext_size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        self._check()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check()
+        offset = operator.index(offset)
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._pos + offset
+        elif whence == io.SEEK_END:
+            self._guard(self._ensure_final)
+            position = self._layout.plaintext_size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence})")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._pos = position
+        return position
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check()
+        if size is None or size < 0:
+            return self.readall()
+        layout = self._layout
+        pos = self._pos
+        if self._cached >= 0 and pos < layout.plaintext_size:
+            index, within = self._locate(pos)
+            end = within + size
+            if index == self._cached and end <= layout.frame_plaintext_length(index):
+                out = bytes(self._plaintext[within:end])  # served from the verified frame cache
+                self._pos = pos + size
+                if self._pos >= layout.plaintext_size:
+                    self._guard(self._ensure_final)
+                return out
+        return self._read_new(max(0, min(size, layout.plaintext_size - pos)))
+
+    def readall(self) -> bytes:
+        self._check()
+        return self._read_new(max(0, self._layout.plaintext_size - self._pos))
+
+    def read1(self, size: int = -1) -> bytes:
+        """At most the rest of the current frame."""
+        self._check()
+        return self.read(self._frame_remaining(size))
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._check()
+        with memoryview(buffer) as raw, raw.cast("B") as view:
+            return self._guard(self._readinto, view)
+
+    def readinto1(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._check()
+        with memoryview(buffer) as raw, raw.cast("B") as view:
+            return self._guard(self._readinto, view[: self._frame_remaining(len(view))])
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            wipe(self._plaintext)
+            self._cached = -1
+            self._source.close()
+        finally:
+            super().close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            release_pool_in_finalizer(self)
+        super().__del__()
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("MessageReader cannot be pickled")
+
+    # -- internals: state --
+
+    def _check(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        if self._error is not None:
+            raise self._error
+
+    def _guard(self, step: Callable[..., _T], *args: memoryview) -> _T:
+        """Run a step; any failure becomes the reader's sticky error."""
+        try:
+            return step(*args)
+        except BaseException as exc:
+            self._error = exc
+            wipe(self._plaintext)
+            self._cached = -1
+            raise
+
+    def _read_new(self, n: int) -> bytes:
+        # Decrypt straight into the bytes object we return: BytesIO shares a bytes
+        # initial value, lends it out writable, and getvalue() hands the same
+        # object back (CPython; elsewhere it is one copy, still correct).
+        stream = io.BytesIO(bytes(n))
+        with stream.getbuffer() as view:
+            try:
+                got = self._guard(self._readinto, view)
+            except BaseException:
+                wipe(view)
+                raise
+        out = stream.getvalue()
+        return out if got == n else out[:got]
+
+    def _new_slot(self) -> OpenSlot:
+        layout = self._layout
+        return OpenSlot(self._key, self._header.message_id, layout.frame_length, layout.framed)
+
+    def _locate(self, pos: int) -> tuple[int, int]:
+        """(frame index, offset inside it) of plaintext position `pos` < plaintext size."""
+        layout = self._layout
+        regular_end = layout.regular_frames * layout.frame_length
+        if pos < regular_end:
+            return divmod(pos, layout.frame_length)
+        return layout.final_index, pos - regular_end
+
+    def _frame_remaining(self, size: int) -> int:
+        if self._pos >= self._layout.plaintext_size:
+            return 0
+        index, within = self._locate(self._pos)
+        remaining = self._layout.frame_plaintext_length(index) - within
+        return remaining if size < 0 else min(size, remaining)
+
+    # -- internals: frames --
+
+    def _fetch(self, offset: int, length: int, slot: OpenSlot) -> memoryview:
+        """The `length` message bytes at `offset`: a zero-copy view, or read into the slot."""
+        if self._view_at is not None:
+            view = self._view_at(offset, length)
+            if len(view) != length:
+                raise AuthenticationError
+            return view
+        if len(slot.buffer) < length:
+            slot.buffer = memoryview(bytearray(length))
+        view = slot.buffer[:length]
+        done = 0
+        while done < length:
+            n = self._source.readinto_at(offset + done, view[done:])
+            if n <= 0:
+                raise AuthenticationError  # the object is shorter than its size said
+            done += n
+        return view
+
+    def _fetch_regular(self, first: int, count: int, slot: OpenSlot) -> memoryview:
+        """The bytes of regular frames first .. first+count-1 (one batch at most)."""
+        layout = self._layout
+        return self._fetch(layout.frame_offset(first), count * (layout.frame_length + REGULAR_FRAME_OVERHEAD), slot)
+
+    def _open_final(self, out: memoryview) -> None:
+        """Fetch, check and open the final frame (or the non-framed block) into `out`."""
+        layout, slot = self._layout, self._slot
+        n = layout.final_length
+        offset = layout.frame_offset(layout.final_index)
+        if layout.framed:
+            sequence_number = layout.final_index + 1
+            frame = self._fetch(offset, n + FINAL_FRAME_OVERHEAD, slot)
+            if slot.final_length(frame, sequence_number) != n:
+                raise AuthenticationError
+            slot.open_final(frame[:FINAL_FRAME_PREFIX], frame[FINAL_FRAME_PREFIX:], sequence_number, out)
+        else:
+            frame = self._fetch(offset, n + NON_FRAMED_OVERHEAD, slot)
+            if slot.non_framed_length(frame) != n:
+                raise AuthenticationError
+            slot.open_non_framed(frame[:NON_FRAMED_PREFIX], frame[NON_FRAMED_PREFIX:], out)
+        self._final_verified = True
+
+    def _load(self, index: int) -> None:
+        """Decrypt frame `index` into the plaintext cache."""
+        self._cached = -1
+        length = self._layout.frame_plaintext_length(index)
+        if len(self._plaintext) < length:
+            wipe(self._plaintext)
+            self._plaintext = memoryview(bytearray(max(length, self._layout.frame_length)))
+        if index == self._layout.final_index:
+            self._open_final(self._plaintext[:length])
+        else:
+            self._slot.open_regular(index + 1, 1, self._fetch_regular(index, 1, self._slot), self._plaintext[:length])
+        self._cached = index
+
+    def _ensure_final(self) -> None:
+        if not self._final_verified:
+            self._load(self._layout.final_index)
+
+    def _readinto(self, out: memoryview) -> int:
+        layout = self._layout
+        size = layout.plaintext_size
+        want = len(out)
+        done = 0
+        while done < want and self._pos < size:
+            index, within = self._locate(self._pos)
+            length = layout.frame_plaintext_length(index)
+            if index == self._cached:
+                take = min(length - within, want - done)
+                out[done : done + take] = self._plaintext[within : within + take]
+            elif within == 0 and want - done >= length:
+                take = self._open_run(index, out[done:])
+            else:
+                self._load(index)
+                continue
+            done += take
+            self._pos += take
+        if self._pos >= size:
+            self._ensure_final()  # end of data is reported only once it is authenticated
+        return done
+
+    def _open_run(self, first: int, out: memoryview) -> int:
+        """Decrypt whole frames from `first` straight into `out`; returns bytes produced."""
+        layout = self._layout
+        if first == layout.final_index:
+            self._open_final(out[: layout.final_length])
+            return layout.final_length
+        frame_length = layout.frame_length
+        count = min(len(out) // frame_length, layout.final_index - first)
+        step = self._threads * self._batch
+        for offset in range(0, count, step):
+            n = min(step, count - offset)
+            self._opensplit(first + offset, n, out[offset * frame_length : (offset + n) * frame_length])
+        return count * frame_length
+
+    def _opensplit(self, first: int, count: int, out: memoryview) -> None:
+        """Open frames first .. first+count-1 into `out`, one contiguous run per thread.
+
+        The calling thread opens the first run. Sources are read from this
+        thread only, in order; workers just decrypt. Workers write into the
+        caller's buffer, so every one is joined before this returns; on a
+        failure everything after the earliest failing run is wiped too (a bad
+        frame wipes itself).
+        """
+        frame_length = self._layout.frame_length
+        runs = split(count, self._threads)
+        if len(runs) > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads - 1, thread_name_prefix="envelope-open")
+            self._slots = [self._new_slot() for _ in range(self._threads - 1)]
+        pool, slots = self._pool, [self._slot, *self._slots]
+        futures: list[Future[None]] = []
+        error: BaseException | None = None
+        failed = k = 0
+        try:
+            data = self._fetch_regular(first, runs[0][1], self._slot)
+            for k, (start, size) in enumerate(runs[1:], 1):
+                assert pool is not None, "runs are split only with threads >= 2"
+                other = self._fetch_regular(first + start, size, slots[k])
+                region = out[start * frame_length : (start + size) * frame_length]
+                futures.append(pool.submit(slots[k].open_regular, first + start + 1, size, other, region))
+            k = 0
+            self._slot.open_regular(first + 1, runs[0][1], data, out[: runs[0][1] * frame_length])
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the workers are joined
+            error, failed = exc, k
+        for k, future in enumerate(futures, 1):
+            try:
+                future.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if error is None or k < failed:
+                    error, failed = exc, k
+        if error is not None:
+            start, size = runs[failed]
+            wipe(out[(start + size) * frame_length :])
+            raise error

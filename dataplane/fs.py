@@ -32,6 +32,7 @@ import contextlib
 import datetime
 import io
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, NoReturn
@@ -399,6 +400,25 @@ class EnvelopeReadFile(io.BufferedIOBase):
         self.path = path
         self._reader = reader
         self._plan = plan if plan is not None else ReadPlan(0, 0)
+        # One position per thread, and each seek or read done whole under the lock: DuckDB reads one
+        # file from several threads as seek(offset) then read(n) from each, which a shared position
+        # would interleave (a read at another thread's offset). A new thread starts where the file is.
+        self._lock = threading.Lock()
+        self._positions: dict[int, int] = {}
+        self._position = 0
+
+    def _enter(self) -> int:
+        """Under the lock: move the reader to this thread's position; return the thread id."""
+        thread = threading.get_ident()
+        self._reader.seek(self._positions.get(thread, self._position))
+        return thread
+
+    def _leave(self, thread: int) -> None:
+        try:
+            position = self._reader.tell()
+        except (EnvelopeError, ValueError):
+            return  # a failed or closed reader: the operation raises that error itself
+        self._positions[thread] = self._position = position
 
     def _planning(self, size: int | None) -> None:
         """Tell the source which message bytes this read needs: whole frames, one GET per piece on S3."""
@@ -424,7 +444,8 @@ class EnvelopeReadFile(io.BufferedIOBase):
     @property
     def size(self) -> int:
         """The plaintext size, authenticated (the final frame is verified first)."""
-        return self._reader.plaintext_size()
+        with self._lock:
+            return self._reader.plaintext_size()
 
     @property
     def details(self) -> dict[str, Any]:
@@ -440,31 +461,59 @@ class EnvelopeReadFile(io.BufferedIOBase):
         return False
 
     def tell(self) -> int:
-        return self._reader.tell()
+        with self._lock:
+            self._enter()
+            return self._reader.tell()
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._reader.seek(offset, whence)
+        with self._lock:
+            thread = self._enter()
+            try:
+                return self._reader.seek(offset, whence)
+            finally:
+                self._leave(thread)
 
     def read(self, size: int | None = -1) -> bytes:
-        self._planning(size)
-        return self._reader.read(size)
+        with self._lock:
+            thread = self._enter()
+            try:
+                self._planning(size)
+                return self._reader.read(size)
+            finally:
+                self._leave(thread)
 
     def read1(self, size: int = -1) -> bytes:
-        self._planning(size)
-        return self._reader.read1(size)
+        with self._lock:
+            thread = self._enter()
+            try:
+                self._planning(size)
+                return self._reader.read1(size)
+            finally:
+                self._leave(thread)
 
     def readinto(self, buffer: Any) -> int:
-        self._planning(memoryview(buffer).nbytes)
-        return self._reader.readinto(buffer)
+        with self._lock:
+            thread = self._enter()
+            try:
+                self._planning(memoryview(buffer).nbytes)
+                return self._reader.readinto(buffer)
+            finally:
+                self._leave(thread)
 
     def readinto1(self, buffer: Any) -> int:
-        self._planning(memoryview(buffer).nbytes)
-        return self._reader.readinto1(buffer)
+        with self._lock:
+            thread = self._enter()
+            try:
+                self._planning(memoryview(buffer).nbytes)
+                return self._reader.readinto1(buffer)
+            finally:
+                self._leave(thread)
 
     def close(self) -> None:
         if not self.closed:
             try:
-                self._reader.close()
+                with self._lock:
+                    self._reader.close()
             finally:
                 super().close()
 

@@ -17,6 +17,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,37 @@ def test_open_rb_is_seekable_and_cat_file_takes_ranges(options: dict[str, Any]) 
     assert fs.cat_ranges(["r.bin", "r.bin"], [0, 8000], [10, 8010]) == [DATA[:10], DATA[8000:8010]]
     with fs.open("r.bin", "r", encoding="latin-1") as text:
         assert text.read(3) == DATA[:3].decode("latin-1")
+
+
+def test_each_thread_reads_at_its_own_position(options: dict[str, Any]) -> None:
+    """DuckDB reads one open file from several threads as seek(offset) then read(n) from each."""
+    fs = fsspec.filesystem("envelope", **options)
+    fs.pipe_file("threads.bin", DATA)
+    got: dict[str, bytes] = {}
+    with fs.open("threads.bin") as f:
+        f.seek(100)
+        a_seeked, b_seeked = threading.Event(), threading.Event()
+
+        def a() -> None:
+            f.seek(20_000)
+            a_seeked.set()
+            assert b_seeked.wait(30)
+            got["a"] = f.read(50)
+
+        def b() -> None:
+            assert a_seeked.wait(30)
+            f.seek(7)  # between a's seek and a's read
+            b_seeked.set()
+            got["b"] = f.read(50)
+
+        workers = [threading.Thread(target=a), threading.Thread(target=b)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        assert not any(w.is_alive() for w in workers)
+        assert got == {"a": DATA[20_000:20_050], "b": DATA[7:57]}
+        assert f.read(10) == DATA[100:110]  # this thread's own position is untouched
 
 
 def test_a_ranged_read_on_s3_fetches_only_the_frames_it_touches(moto_server_url: str) -> None:

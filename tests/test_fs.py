@@ -11,6 +11,7 @@ per container per process.
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import os
 import pickle
@@ -349,6 +350,16 @@ def test_a_write_appears_only_on_a_clean_close(options: dict[str, Any]) -> None:
         with fsspec.open("envelope://w/in-handler.bin", "wb", **options) as k:
             k.write(b"report")
     assert fs.cat_file("w/in-handler.bin") == b"report"
+
+
+def test_modified_is_the_stored_objects_time(options: dict[str, Any]) -> None:
+    fs = fsspec.filesystem("envelope", **options)
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    fs.pipe_file("when.bin", b"w")
+    stamp = fs.modified("envelope://when.bin")
+    assert stamp.tzinfo is not None and stamp >= before
+    with pytest.raises(FileNotFoundError):
+        fs.modified("not-there.bin")
 
 
 def test_unsupported_modes_and_transactions_are_refused(options: dict[str, Any]) -> None:

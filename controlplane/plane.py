@@ -229,8 +229,11 @@ class ControlPlane:
     ) -> KeyGeneration:
         """Add the container's next data-key generation: one GenerateDataKeyWithoutPlaintext call.
 
-        `key_id=None` keeps the newest generation's KMS key; any key id form
-        migrates the container to that key. The new record is written
+        `key_id=None` keeps the container's own KMS key (the header's); any
+        key id form migrates the container to that key, and once the newest
+        generation is under another key, later rotations must name their key
+        (ValidationError otherwise): the control plane cannot authenticate a
+        generation record, so it never takes a KMS key from one. The new record is written
         create-only as ``keys/NNNNNNNN.json`` with the container's context
         plus ``envelope:generation``; writers switch to it within their
         cache's `max_age`, and every object of every generation stays
@@ -249,7 +252,7 @@ class ControlPlane:
         records = read_generation_records(store, header)
         for _ in range(_ROTATION_RACES):
             newest = records[-1] if records else None
-            key = checked_key or (newest.data_keys[0].key_id if newest else header.data_keys[0].key_id)
+            key = checked_key or self._kept_key(store, header, newest)
             generation = (newest.generation if newest else 1) + 1
             context = generation_context(header.encryption_context, generation)
             generated = self._generate(key, encryption_context=context, grant_tokens=tokens, key_spec="AES_256")
@@ -268,6 +271,22 @@ class ControlPlane:
                 continue
             return KeyGeneration.of_record(record)
         raise ContainerExistsError(f"{store.url}: lost {_ROTATION_RACES} races to concurrent rotations; try again")
+
+    @staticmethod
+    def _kept_key(store: Store, header: ContainerHeader, newest: GenerationRecord | None) -> str:
+        """The KMS key a rotation without `key_id` keeps: the container's own, never one read from a record.
+
+        A record is storage the control plane cannot authenticate (it holds no key): taking the key
+        of the newest record would let whoever can plant one choose the KMS key of every later
+        generation. So after a migration (`rotate --key`) later rotations name their key again.
+        """
+        own = header.data_keys[0].key_id
+        if newest is not None and newest.data_keys[0].key_id != own:
+            raise ValidationError(
+                f"{store.url}: the newest generation ({newest.generation}) is under {newest.data_keys[0].key_id}, "
+                f"not the container's own key {own}; name the KMS key to rotate under (key_id=, --key)"
+            )
+        return own
 
     def list_generations(self, location: LocationLike) -> list[KeyGeneration]:
         """Every data-key generation of the container, oldest first (generation 1 is the header)."""

@@ -17,6 +17,8 @@ revealed inside the binding helpers.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections import OrderedDict
@@ -48,6 +50,7 @@ __all__ = [
 _MESSAGE_PROVIDER = {"aws-kms": "aws-kms", "local": "envelope-local"}
 
 _BINDING = "name-binding"  # the label under which a data key memoizes its binding key
+_FINGERPRINT = "fingerprint"  # a one-way digest of a data key, to compare two keys without their bytes
 
 # KMS answers that mean "this EDK will never decrypt for us" (as opposed to throttling or an outage):
 # a foreign EDK that drew one of these is remembered and refused without asking KMS again.
@@ -269,5 +272,24 @@ class KeyMaterials:
                         continue
                     foreign = attrs.evolve(g.data_key, ciphertext=edk.ciphertext)
                     key = self._service.foreign_data_key(foreign, g.encryption_context, self._where)
+                    # A message under this generation's own data key was written by us (no other SDK
+                    # can produce that key), whatever its EDK bytes say: it keeps its name binding.
+                    # Without this, editing the generation's stored EDK would downgrade every one of
+                    # our objects to unbound and let them be moved between names. Decrypting the
+                    # stored EDK also proves it genuine (KMS refuses a tampered one).
+                    own = self.data_key(g)
+                    if _same_key(key, own):
+                        return ReadMaterials(generation=g.number, data_key=own, bound=True)
                     return ReadMaterials(generation=None, data_key=key, bound=False)
         raise AuthenticationError
+
+
+def _same_key(a: DataKey, b: DataKey) -> bool:
+    """Whether two holders hold the same key, compared in constant time (no raw bytes kept in a local)."""
+    return hmac.compare_digest(
+        a.derived(_FINGERPRINT, _fingerprint).reveal(), b.derived(_FINGERPRINT, _fingerprint).reveal()
+    )
+
+
+def _fingerprint(key: bytes) -> bytes:
+    return hashlib.sha256(b"envelope key fingerprint v1\0" + key).digest()

@@ -43,6 +43,7 @@ from envelope.errors import (
     FormatError,
     GenerationInUseError,
     ObjectNotFoundError,
+    UnboundObjectError,
     UnsupportedFormatError,
     ValidationError,
 )
@@ -406,7 +407,7 @@ class Container:
             counts[generation] = counts.get(generation, 0) + 1
         return dict(sorted(counts.items()))
 
-    def rekey(self, name: str) -> bool:
+    def rekey(self, name: str, *, bind_unbound: bool = False) -> bool:
         """Re-encrypt object `name` under the newest generation; False if it is already there.
 
         Streams with bounded memory: every frame is authenticated before it
@@ -417,12 +418,18 @@ class Container:
         lost: this raises `ObjectChangedError` instead and writes nothing.
         Idempotent: a second call returns False. Re-reads the generation
         records first, so it always targets the newest generation there is.
+
+        A message without our name binding (written by another SDK, read
+        through `allow_unbound`) is refused with `UnboundObjectError`: re-
+        encrypting it would bind it to whatever name it sits under now, so
+        only a caller who vouches for that name passes `bind_unbound=True`.
         """
         self._check_open()
         validate_name(name)
-        return self._rekey(name, self._refresh().primary.number)
+        _check_bool(bind_unbound, "bind_unbound")
+        return self._rekey(name, self._refresh().primary.number, bind_unbound=bind_unbound)
 
-    def _rekey(self, name: str, newest: int) -> bool:
+    def _rekey(self, name: str, newest: int, *, bind_unbound: bool = False) -> bool:
         source = self._objects.open_reader(name)
         try:
             version = source.version
@@ -441,6 +448,12 @@ class Container:
         except BaseException:
             source.close()
             raise
+        if not resolution.bound and not bind_unbound:
+            reader.close()
+            raise UnboundObjectError(
+                f"{name!r} carries no name binding (written by another SDK): rekeying would bind it to this "
+                "name; pass bind_unbound=True if you vouch for it"
+            )
         frame_length = header.frame_length if _writable_frame_length(header.frame_length) else self._plane.frame_length
         with (
             reader,

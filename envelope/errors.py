@@ -24,16 +24,22 @@ __all__ = [
     "InvalidKeyUsageError",
     "KMSInternalError",
     "KMSInvalidStateError",
+    "KeyRegionMismatchError",
     "KeyUnavailableError",
     "KeystoreError",
     "KmsConnectionError",
     "KmsError",
+    "KmsInvalidResponseError",
+    "KmsNotFoundError",
+    "KmsTransientError",
     "NotFoundError",
     "ObjectChangedError",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "ObjectTooLargeError",
     "StorageError",
     "ThrottlingError",
+    "UnboundObjectError",
     "UnsupportedFormatError",
     "ValidationError",
     "kms_error_for_code",
@@ -46,6 +52,26 @@ class EnvelopeError(Exception):
 
 class ValidationError(EnvelopeError, ValueError):
     """A caller passed a bad argument. Raised before any I/O or network call."""
+
+
+class KeyRegionMismatchError(ValidationError):
+    """A key ARN names another region than the KMS client's, and no replica can stand in for it.
+
+    A single-Region key exists in one region only, and no key crosses
+    partitions (aws, aws-cn, aws-us-gov...), so no Decrypt in the client's
+    region can use it; raised before any network call. Use a client in
+    `key_region`, or a multi-Region key (its replica in the client's region
+    is used).
+    """
+
+    def __init__(self, key_arn: str, key_region: str, client_region: str) -> None:
+        self.key_arn = key_arn
+        self.key_region = key_region
+        self.client_region = client_region
+        super().__init__(
+            f"key {key_arn} is in region {key_region} but the KMS client is in region {client_region}; "
+            f"only a multi-Region key (mrk-...) of the same partition can be used from another region"
+        )
 
 
 class FormatError(EnvelopeError):
@@ -87,6 +113,10 @@ class GenerationInUseError(EnvelopeError):
     """A data-key generation cannot be retired yet: objects or running writers may still use it."""
 
 
+class UnboundObjectError(EnvelopeError):
+    """An operation would bind a message that carries no name binding (another SDK wrote it) to a name."""
+
+
 class StorageError(EnvelopeError):
     """A storage backend failed; the underlying cause is chained (`__cause__`)."""
 
@@ -101,6 +131,10 @@ class ObjectChangedError(StorageError):
 
 class ObjectNotFoundError(StorageError, FileNotFoundError):
     """The object (or container) does not exist."""
+
+
+class ObjectTooLargeError(StorageError):
+    """An object is larger than the caller's `max_size`; it was not read."""
 
 
 class ContainerExistsError(ObjectExistsError):
@@ -181,8 +215,14 @@ class KMSInvalidStateError(KmsError):
     code = "KMSInvalidStateException"
 
 
-class NotFoundError(KmsError):
+class KmsNotFoundError(KmsError):
+    """KMS has no such key or alias (NotFoundException)."""
+
     code = "NotFoundException"
+
+
+# The name DESIGN's smoke test (and earlier releases) import; the same class.
+NotFoundError = KmsNotFoundError
 
 
 class InvalidCiphertextError(KmsError):
@@ -211,6 +251,29 @@ class KmsConnectionError(KmsError):
     default_http_status = None
 
 
+class KmsTransientError(KmsError):
+    """KMS (or a proxy in front of it) answered 500, 502, 503 or 504 without a recognised KMS error code.
+
+    `code` is what botocore made of the response: the unrecognised error code,
+    or the HTTP status as a string ("503") when the body named none.
+    """
+
+    code = "ServiceUnavailable"
+    retryable = True
+    default_http_status = 503
+
+
+class KmsInvalidResponseError(KmsError):
+    """KMS answered, but the answer is malformed or not for the key asked for (code ``InvalidResponse``).
+
+    Not retried: a well-behaved KMS never sends one, so a second attempt would
+    most likely meet the same broken or hostile endpoint.
+    """
+
+    code = "InvalidResponse"
+    default_http_status = None
+
+
 _BY_CODE: dict[str, type[KmsError]] = {
     cls.code: cls
     for cls in (
@@ -221,7 +284,7 @@ _BY_CODE: dict[str, type[KmsError]] = {
         KeyUnavailableError,
         KMSInternalError,
         KMSInvalidStateError,
-        NotFoundError,
+        KmsNotFoundError,
         InvalidCiphertextError,
         IncorrectKeyError,
         AccessDeniedError,
@@ -231,16 +294,33 @@ _BY_CODE: dict[str, type[KmsError]] = {
 # Throttling arrives under several codes depending on the service front end.
 for _alias in ("Throttling", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException"):
     _BY_CODE[_alias] = ThrottlingError
+# Codes botocore's own retry logic treats as transient: a front end's request timeouts.
+for _alias in ("RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"):
+    _BY_CODE[_alias] = KmsTransientError
 # moto's IAM enforcement reports denial as code "403"; real KMS says AccessDeniedException.
 _BY_CODE["403"] = AccessDeniedError
 _BY_CODE["AccessDenied"] = AccessDeniedError
 
 
+# HTTP statuses that say "try again" whatever the body: throttling, and the 5xx a front end or
+# proxy answers when KMS is briefly unreachable or overloaded (often with no KMS error body at all).
+TRANSIENT_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
 def kms_error_for_code(
     code: str, message: str = "", *, http_status: int | None = None, operation: str | None = None
 ) -> KmsError:
-    """Build the typed error for a KMS error code (unknown codes give a plain `KmsError`)."""
+    """Build the typed error for a KMS error code.
+
+    A recognised code decides alone (a DisabledException is never retried,
+    whatever its status). An unrecognised code (or none: botocore then uses
+    the status, "503") is retried when the HTTP status is transient: 429
+    gives a `ThrottlingError`, 500/502/503/504 a `KmsTransientError`; any
+    other gives a plain, non-retryable `KmsError`.
+    """
     cls = _BY_CODE.get(code)
+    if cls is None and http_status in TRANSIENT_HTTP_STATUSES:
+        cls = ThrottlingError if http_status == 429 else KmsTransientError
     if cls is None:
         return KmsError(message, code=code, http_status=http_status, operation=operation)
     return cls(message, code=code, http_status=http_status, operation=operation)

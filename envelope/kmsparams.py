@@ -10,11 +10,11 @@ may import it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from envelope.errors import KmsError, ValidationError
+from envelope.errors import KmsInvalidResponseError, ValidationError
+from envelope.kmsarn import ALIAS_NAME, KEY_ID, KeyArn, parse_kms_arn
 
 KEY_ID_MAX = 2048
 GRANT_TOKENS_MAX = 10
@@ -24,27 +24,21 @@ NUMBER_OF_BYTES_RANGE = (1, 1024)
 CIPHERTEXT_BLOB_RANGE = (1, 6144)
 PLAINTEXT_RANGE = (1, 4096)
 
-_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_KEY_ID = re.compile(rf"(?:{_UUID}|mrk-[0-9a-fA-F]{{32}})")
-_ALIAS_NAME = re.compile(r"alias/[A-Za-z0-9/_-]{1,250}")
-_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(?:key/(?P<key>[^\s]+)|(?P<alias>alias/[^\s]+))")
-
 
 def key_id_form(key_id: str) -> str:
     """Which of the four KeyId forms this is: 'key-id', 'key-arn', 'alias-name' or 'alias-arn'."""
-    if _KEY_ID.fullmatch(key_id):
+    if KEY_ID.fullmatch(key_id):
         return "key-id"
-    if _ALIAS_NAME.fullmatch(key_id):
+    if ALIAS_NAME.fullmatch(key_id):
         return "alias-name"
-    m = _ARN.fullmatch(key_id)
-    if m and m.group("key") and _KEY_ID.fullmatch(m.group("key")):
-        return "key-arn"
-    if m and m.group("alias") and _ALIAS_NAME.fullmatch(m.group("alias")):
-        return "alias-arn"
-    raise ValidationError(
-        "KeyId must be a key ID (1234abcd-12ab-34cd-56ef-1234567890ab), a key ARN, an alias name "
-        "(alias/NAME) or an alias ARN"
-    )
+    try:
+        arn = parse_kms_arn(key_id)
+    except ValidationError:
+        raise ValidationError(
+            "KeyId must be a key ID (1234abcd-12ab-34cd-56ef-1234567890ab), a key ARN, an alias name "
+            "(alias/NAME) or an alias ARN"
+        ) from None
+    return "key-arn" if arn.resource_type == "key" else "alias-arn"
 
 
 def validate_key_id(key_id: object, *, parameter: str = "KeyId") -> str:
@@ -130,28 +124,73 @@ def validate_ciphertext_blob(blob: object, *, parameter: str = "CiphertextBlob")
     return data
 
 
-def _bad_response(operation: str, why: str) -> KmsError:
-    return KmsError(f"invalid response: {why}", code="InvalidResponse", operation=operation)
+def _bad_response(operation: str, why: str) -> KmsInvalidResponseError:
+    return KmsInvalidResponseError(f"invalid response: {why}", operation=operation)
+
+
+def checked_response(operation: str, response: object) -> Mapping[str, Any]:
+    """The parsed response, if it is a mapping at all (a stub or a broken client may hand back anything)."""
+    if not isinstance(response, Mapping):
+        raise _bad_response(operation, f"expected a mapping, got {type(response).__name__}")
+    return response
 
 
 def checked_response_blob(operation: str, response: Mapping[str, Any], field: str, bounds: tuple[int, int]) -> bytes:
     value = response.get(field)
     if not isinstance(value, (bytes, bytearray)):
-        raise _bad_response(operation, f"{field} missing")
+        raise _bad_response(operation, f"{field} missing or not bytes")
     lo, hi = bounds
     if not lo <= len(value) <= hi:
         raise _bad_response(operation, f"{field} must be {lo}..{hi} bytes (got {len(value)})")
     return bytes(value)
 
 
-def checked_response_key_id(operation: str, response: Mapping[str, Any]) -> str:
+def checked_response_key_arn(operation: str, response: Mapping[str, Any]) -> KeyArn:
+    """The response's KeyId, which must be a key ARN, parsed."""
     value = response.get("KeyId")
     if not isinstance(value, str) or not 1 <= len(value) <= KEY_ID_MAX:
         raise _bad_response(operation, "KeyId missing or out of bounds")
     try:
-        form = key_id_form(value)
+        arn = parse_kms_arn(value)
     except ValidationError:
-        form = "unknown"
-    if form != "key-arn":
+        arn = None
+    if arn is None or arn.resource_type != "key":
         raise _bad_response(operation, "KeyId is not a key ARN")
-    return value
+    return arn
+
+
+def checked_response_key_id(operation: str, response: Mapping[str, Any]) -> str:
+    return str(checked_response_key_arn(operation, response))
+
+
+def check_response_key(
+    operation: str, requested: str | None, returned: KeyArn, *, region: str | None, partition: str | None
+) -> None:
+    """The response names the key the request asked for, else KmsInvalidResponseError.
+
+    `requested` is the KeyId as sent (None: Decrypt without KeyId); `region`
+    and `partition` are the client's (None when unknown). KMS keys are
+    regional, so KMS only ever answers with a key of the region (and
+    partition) it was called in:
+
+    - a key ARN: the response names exactly that ARN;
+    - an alias ARN: the response's partition, region and account are the alias ARN's;
+    - a key id, an alias name, or no KeyId: partition and region are the client's, and for
+      a key id the response's key id is that key id.
+    """
+    form = key_id_form(requested) if requested is not None else None
+    if form == "key-arn":
+        if str(returned) != requested:
+            raise _bad_response(operation, "KeyId is not the key asked for")
+        return
+    if form == "alias-arn":
+        alias = parse_kms_arn(requested)
+        if (returned.partition, returned.region, returned.account) != (alias.partition, alias.region, alias.account):
+            raise _bad_response(operation, "KeyId is not in the partition, region and account of the alias asked for")
+        return
+    if partition is not None and returned.partition != partition:
+        raise _bad_response(operation, "KeyId is in another partition than the client's")
+    if region is not None and returned.region != region:
+        raise _bad_response(operation, "KeyId is in another region than the client's")
+    if form == "key-id" and returned.resource_id.lower() != str(requested).lower():
+        raise _bad_response(operation, "KeyId is not the key asked for")

@@ -8,10 +8,16 @@ design (the data key in it is encrypted under KMS).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import secrets
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from envelope.header import SUITE_ID, ContainerHeader
+from envelope.header import HEADER_NAME, SUITE_ID, ContainerHeader, build_encryption_context, validate_labels
+from envelope.kmsparams import validate_grant_tokens, validate_key_id
+from envelope.storage import parse_location
 from envelope_cli.exitcodes import CliError, ExitCode, exit_code_for, one_line
 from envelope_cli.output import Output
 from envelope_cli.session import Session
@@ -55,9 +61,35 @@ def _header_text(location: str, header: ContainerHeader) -> str:
     return "\n".join(lines)
 
 
+def _enclosing_container(session: Session, location: str) -> str | None:
+    """The URL of a container that LOCATION lies inside (c1/objects/x, c1/sub), if any."""
+    parsed = parse_location(location)
+    if parsed.kind == "file":
+        for parent in Path(os.path.abspath(parsed.path)).parents:
+            if os.path.lexists(parent / HEADER_NAME):
+                return parent.as_uri()
+        return None
+    parts = parsed.prefix.strip("/").split("/") if parsed.prefix else []
+    for depth in range(len(parts)):  # the bucket root, then each enclosing prefix (one HEAD each)
+        url = "/".join([f"s3://{parsed.bucket}", *parts[:depth]])
+        if session.store(url).exists(HEADER_NAME):
+            return url
+    return None
+
+
 def create(session: Session, out: Output, args: argparse.Namespace) -> int:
     context = parse_pairs(args.context, "--context")
     labels = parse_pairs(args.label, "--label")
+    # The control plane checks these again; checking them first keeps the nesting check's requests
+    # (S3 HEADs) behind every local judgement: a bad argument costs no network call.
+    validate_key_id(args.key)
+    validate_grant_tokens(list(session.grant_tokens) or None)
+    validate_labels(labels)
+    build_encryption_context(context, secrets.token_hex(16))
+    enclosing = _enclosing_container(session, args.location)
+    if enclosing is not None:
+        # Its objects would live in the other container's tree (and `containers` would list both).
+        raise CliError(f"{args.location} is inside the container {enclosing}: containers cannot nest", ExitCode.USAGE)
     store = session.store(args.location)
     header = session.control_plane().create_container(
         store,
@@ -82,6 +114,10 @@ def describe(session: Session, out: Output, args: argparse.Namespace) -> int:
 
 
 def containers(session: Session, out: Output, args: argparse.Namespace) -> int:
+    parsed = parse_location(args.root)
+    if parsed.kind == "file" and not os.path.isdir(parsed.path):
+        # Listing nothing would look like "no containers here"; a ROOT that is not there is an error.
+        raise FileNotFoundError(errno.ENOENT, "No such directory", args.root)
     store = session.store(args.root)
     documents: list[dict[str, Any]] = []
     first_failure: BaseException | None = None

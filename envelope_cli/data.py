@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, Protocol, cast
 
 from dataplane import Container, ObjectInfo, VerifyResult
@@ -26,10 +27,11 @@ from envelope.header import SUITE_ID
 from envelope.storage import validate_name, validate_prefix
 from envelope_cli.control import header_document
 from envelope_cli.exitcodes import ExitCode, exit_code_for, one_line
-from envelope_cli.files import atomic_output, open_input
+from envelope_cli.files import open_input, prepare_output
 from envelope_cli.output import Output
 from envelope_cli.progress import transfer_progress
 from envelope_cli.session import Session
+from envelope_cli.trust import trust_parent
 
 __all__ = ["COPY_BUFFER", "add_parsers"]
 
@@ -104,15 +106,18 @@ def _copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None
 
 def get(session: Session, out: Output, args: argparse.Namespace) -> int:
     validate_name(args.name)
-    container = session.open_container(args.location)
-    with container.open_reader(args.name) as reader:
-        # Authenticates the final frame up front, so a truncated object fails before any output.
-        size = reader.plaintext_size()
-        with transfer_progress(size, description=f"get {args.name}", quiet=out.quiet) as tick:
-            if args.output == "-":
-                return _get_to_stdout(reader, tick, args.name)
-            with atomic_output(args.output) as sink:
-                total = _copy_out(reader, sink, tick)
+    # The output is judged before anything is decrypted: a refused symlink or an existing file costs no KMS call.
+    target = None if args.output == "-" else prepare_output(args.output, overwrite=args.overwrite)
+    with target or nullcontext():
+        container = session.open_container(args.location)
+        with container.open_reader(args.name) as reader:
+            # Authenticates the final frame up front, so a truncated object fails before any output.
+            size = reader.plaintext_size()
+            with transfer_progress(size, description=f"get {args.name}", quiet=out.quiet) as tick:
+                if target is None or target.is_stdout:
+                    return _get_to_stdout(reader, tick, args.name)
+                with target.open() as sink:
+                    total = _copy_out(reader, sink, tick)
     out.status(
         {"location": container.url, "name": args.name, "size": total, "output": args.output},
         f"get {args.name}: {total} bytes to {args.output}",
@@ -163,9 +168,17 @@ def rm(session: Session, out: Output, args: argparse.Namespace) -> int:
     for name in args.names:
         validate_name(name)
     container = session.browse_container(args.location)
-    for name in args.names:
-        container.delete(name)
-        out.status({"location": container.url, "removed": name}, f"removed {name}")
+    removed: list[str] = []
+    try:
+        for name in args.names:
+            container.delete(name)
+            removed.append(name)
+            if not out.json:
+                out.status(None, f"removed {name}")
+    finally:
+        # One JSON document, even when a later name failed: it says which names are gone.
+        if out.json:
+            out.document({"location": container.url, "removed": removed})
     return ExitCode.OK
 
 
@@ -241,15 +254,30 @@ def verify(session: Session, out: Output, args: argparse.Namespace) -> int:
     return worst
 
 
+PUT_EPILOG = """\
+A NAME or FILE that starts with "-" would be taken for an option: put "--" before
+the positional arguments, e.g. `envelope put C -- --odd-name f.txt` or
+`envelope put C --overwrite -- name -f.txt`."""
+
+
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("put", parents=[common], help="encrypt FILE (or stdin) into object NAME")
+    parents = [common, trust_parent()]
+
+    p = commands.add_parser(
+        "put",
+        parents=parents,
+        help="encrypt FILE (- for stdin) into object NAME",
+        epilog=PUT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("name", metavar="NAME", help="object name (e.g. reports/q3.csv)")
-    p.add_argument("file", metavar="FILE", nargs="?", default="-", help="input file; - or absent: stdin")
+    # No default: reading the terminal because FILE was forgotten (or taken for an option) is never what was meant.
+    p.add_argument("file", metavar="FILE", help="input file, or - to read standard input")
     p.add_argument("--overwrite", action="store_true", help="replace NAME if it exists (default: refuse)")
     p.set_defaults(run=put)
 
-    p = commands.add_parser("get", parents=[common], help="decrypt object NAME to a file or stdout")
+    p = commands.add_parser("get", parents=parents, help="decrypt object NAME to a file or stdout")
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("name", metavar="NAME")
     p.add_argument(
@@ -259,29 +287,30 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         default="-",
         help="output file, written atomically; - or absent: stdout, streamed (see docs/cli.md)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
     p.set_defaults(run=get)
 
-    p = commands.add_parser("ls", parents=[common], help="list object names (no KMS call)")
+    p = commands.add_parser("ls", parents=parents, help="list object names (no KMS call)")
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("prefix", metavar="PREFIX", nargs="?", help="only names starting with PREFIX")
     p.add_argument("-l", "--long", action="store_true", help="also show each object's encrypted size")
     p.set_defaults(run=ls)
 
-    p = commands.add_parser("rm", parents=[common], help="delete objects (no KMS call)")
+    p = commands.add_parser("rm", parents=parents, help="delete objects (no KMS call)")
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("names", metavar="NAME", nargs="+")
     p.set_defaults(run=rm)
 
     p = commands.add_parser(
         "inspect",
-        parents=[common],
+        parents=parents,
         help="show the container header, or an object's message header, as JSON (no key, no KMS call)",
     )
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("name", metavar="NAME", nargs="?")
     p.set_defaults(run=inspect)
 
-    p = commands.add_parser("verify", parents=[common], help="authenticate objects without writing any plaintext")
+    p = commands.add_parser("verify", parents=parents, help="authenticate objects without writing any plaintext")
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("names", metavar="NAME", nargs="*", help="objects to verify (default: all)")
     p.set_defaults(run=verify)

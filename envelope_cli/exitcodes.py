@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import enum
 
-from botocore.exceptions import InvalidRegionError, NoRegionError, PartialCredentialsError, ProfileNotFound
+from botocore.exceptions import (
+    ClientError,
+    InvalidRegionError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 
 from envelope.errors import (
     AuthenticationError,
@@ -115,4 +121,17 @@ def one_line(exc: BaseException) -> str:
             EnvelopeError | CliError | ProfileNotFound | NoRegionError | InvalidRegionError | PartialCredentialsError,
         ):
             text = f"internal error: {type(exc).__name__}: {text}"
+        reason = _underlying_reason(exc)
+        if reason and reason not in text:
+            text = f"{text}: {reason}"
     return " ".join(text.split())
+
+
+def _underlying_reason(exc: BaseException) -> str | None:
+    """What the operating system or AWS said, when a library error wraps it (errno text or AWS error code)."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", "")) or None
+    return None

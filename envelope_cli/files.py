@@ -1,34 +1,68 @@
 """Local files the command reads plaintext from and writes plaintext to.
 
-`atomic_output` is how `get -o FILE` keeps its promise: the plaintext goes
-to a dot-prefixed temp file (mode 0600) in the destination's directory,
-which is fsynced and renamed over FILE only after every frame has
-authenticated. Any failure, or Ctrl-C, removes the temp file, so a failed
-authentication leaves neither FILE nor a temp file behind. A destination
-that is not a regular file (a FIFO, a terminal, /dev/null) cannot be
-replaced by a rename and is written to directly, like standard output.
+`prepare_output` is how `get -o PATH` keeps its promises (docs/cli.md,
+"Where get -o writes"), judged before anything is decrypted:
+
+- **No redirection by another user.** PATH is resolved one component at a
+  time with `O_NOFOLLOW`, never by the kernel or `realpath`; a symbolic link
+  is followed only under the kernel's `protected_symlinks` rule: not when it
+  sits in a sticky world-writable directory (`/tmp`) unless it is owned by
+  us or by that directory's owner. Otherwise the command refuses (EACCES),
+  whatever the machine's sysctl says.
+- **Nothing left by a crash.** The plaintext goes to an anonymous file
+  (`O_TMPFILE`) in the destination's directory, which has no name until it
+  is complete, fsynced and authenticated: a SIGKILL leaves nothing. It is
+  then linked in create-only (`linkat` through `/proc/self/fd`), or, to
+  replace a file with `--overwrite`, linked to a temp name and renamed over
+  it. Where `O_TMPFILE` is missing, the named temp file is used from the
+  start, locked while it is written, and `envelope gc --temp-files DIR`
+  removes one a crash left behind.
+- **Create-only by default.** An existing file is replaced only with
+  `--overwrite` (exit 5 otherwise); a replaced file of ours keeps its
+  permission bits, like `cp`; anything else is created mode 0600.
+- **Special files are written, never replaced.** `/dev/stdout` (and
+  `/dev/fd/N`, `/proc/self/fd/N`) are the already-open descriptors, so a
+  shell's `>> log` keeps appending; a FIFO, a terminal or `/dev/null` is
+  opened and written in place.
+
+Temp names are `.<up to 200 bytes of the name>.<16 hex>.tmp`, which stays
+under NAME_MAX for any legal file name and is the pattern `gc` looks for.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import re
 import secrets
 import stat
 import sys
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
-__all__ = ["atomic_output", "open_input"]
+__all__ = [
+    "TEMP_NAME",
+    "OutputTarget",
+    "find_stale_temp_files",
+    "open_input",
+    "prepare_output",
+    "remove_stale_temp_file",
+]
 
+_O_TMPFILE: int | None = getattr(os, "O_TMPFILE", None)
+_PATH_FLAGS: Final = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_SYMLINKS: Final = 40  # as the kernel's path walk
+_TEMP_HEAD_BYTES: Final = 200
+TEMP_NAME: Final = re.compile(r"\A\..*\.[0-9a-f]{16}\.tmp\Z", re.DOTALL)
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# Names that denote a descriptor this process already has open: written through that descriptor.
+_STANDARD: Final = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_FD_PATH: Final = re.compile(r"\A/(?:dev/fd|proc/self/fd|proc/thread-self/fd|proc/(?P<pid>[0-9]+)/fd)/(?P<fd>[0-9]+)\Z")
 
 
 @contextmanager
@@ -55,35 +89,340 @@ def _regular_size(source: BinaryIO) -> int | None:
         return st.st_size
 
 
-@contextmanager
-def atomic_output(path: str) -> Iterator[BinaryIO]:
-    """A binary file that becomes `path` only when the block exits cleanly."""
-    target = Path(path)
-    if target.is_symlink():
-        target = Path(os.path.realpath(target))  # replace what the link points to, not the link
+def open_descriptor(path: str) -> int | None:
+    """The descriptor number `path` names (/dev/stdout, /dev/fd/N, /proc/self/fd/N), else None."""
+    if path in _STANDARD:
+        return _STANDARD[path]
+    m = _FD_PATH.match(path)
+    if m is None or (m.group("pid") is not None and int(m.group("pid")) != os.getpid()):
+        return None
+    return int(m.group("fd"))
+
+
+# -- resolving PATH without letting anyone else redirect it -----------------------------------------
+
+
+def _check_may_follow(dir_fd: int, link: os.stat_result, path: str) -> None:
+    """The kernel's protected_symlinks rule, applied whatever the sysctl says."""
+    directory = os.fstat(dir_fd)
+    sticky_world_writable = directory.st_mode & (stat.S_ISVTX | stat.S_IWOTH) == stat.S_ISVTX | stat.S_IWOTH
+    if sticky_world_writable and link.st_uid not in (os.geteuid(), directory.st_uid):
+        raise PermissionError(
+            errno.EACCES,
+            f"refusing to follow a symbolic link owned by another user (uid {link.st_uid}) in a sticky "
+            "world-writable directory: it could redirect the plaintext (the kernel's protected_symlinks rule)",
+            path,
+        )
+
+
+def _split(path: str) -> list[str]:
+    return [part for part in path.split("/") if part not in ("", ".")]
+
+
+def _resolve(path: str) -> tuple[int, str, os.stat_result | None] | int:
+    """(O_PATH fd of PATH's directory, final name, its lstat or None), or a descriptor number.
+
+    Each component is looked at with lstat and opened O_NOFOLLOW, so the kernel
+    never follows a link on our behalf; links are expanded here, by the rule above.
+    """
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+    if path in (".", "..") or path.endswith(("/", "/.", "/..")):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+    fd = os.open("/" if path.startswith("/") else ".", _PATH_FLAGS)
+    parts: deque[str] = deque(_split(path))
+    links = 0
     try:
-        st = target.stat()
-    except FileNotFoundError:
-        st = None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(21, "Is a directory", str(path))
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        with open(target, "wb") as direct:  # a FIFO or device: no rename possible
-            yield direct
-        return
-    directory = target.absolute().parent
-    if not directory.is_dir():
-        raise FileNotFoundError(2, "No such directory", str(directory))
-    temp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
+        while True:
+            if not parts:  # "/" or "." or "x/..": a directory
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            name = parts.popleft()
+            last = not parts
+            if name == "..":
+                fd = _step(fd, os.open("..", _PATH_FLAGS, dir_fd=fd))
+                continue
+            try:
+                st = os.lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                if last:
+                    return fd, name, None
+                raise FileNotFoundError(errno.ENOENT, "No such directory", path) from None
+            if stat.S_ISLNK(st.st_mode):
+                _check_may_follow(fd, st, path)
+                links += 1
+                if links > _MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, "Too many levels of symbolic links", path)
+                target = os.readlink(name, dir_fd=fd)
+                if not target:  # an empty link target names nothing
+                    raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+                if target.startswith("/"):
+                    rest = "/" + "/".join([*_split(target), *parts])
+                    number = open_descriptor(rest)
+                    if number is not None:
+                        os.close(fd)
+                        return number
+                    fd = _step(fd, os.open("/", _PATH_FLAGS))
+                parts.extendleft(reversed(_split(target)))
+                continue
+            if last:
+                return fd, name, st
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
+            # O_NOFOLLOW|O_DIRECTORY: a link swapped in since the lstat fails instead of being followed.
+            fd = _step(fd, os.open(name, _PATH_FLAGS | os.O_NOFOLLOW, dir_fd=fd))
     except BaseException:
-        with suppress(FileNotFoundError):
-            temp.unlink()
+        os.close(fd)
         raise
-    _fsync_directory(directory)
+
+
+def _step(old: int, new: int) -> int:
+    os.close(old)
+    return new
+
+
+# -- the output --------------------------------------------------------------------------------------
+
+
+def _temp_name(leaf: str) -> str:
+    head = os.fsdecode(os.fsencode(leaf)[:_TEMP_HEAD_BYTES])
+    return f".{head}.{secrets.token_hex(8)}.tmp"
+
+
+class OutputTarget:
+    """Where `get -o PATH` will write, judged (and PATH's directory held open) before any decryption."""
+
+    def __init__(self, path: str, *, overwrite: bool) -> None:
+        self.path = path
+        self.overwrite = overwrite
+        self.descriptor: int | None = None
+        """The already-open descriptor PATH names (/dev/stdout...), written directly."""
+        self._dir_fd: int | None = None
+        self._leaf = ""
+        self._special = False
+        number = open_descriptor(path)
+        resolved = _resolve(path) if number is None else number
+        if isinstance(resolved, int):
+            os.fstat(resolved)  # EBADF now, not after decrypting
+            self.descriptor = resolved
+            return
+        self._dir_fd, self._leaf, st = resolved
+        try:
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                self._special = True  # a FIFO, a terminal, /dev/null: written in place, never replaced
+            elif st is not None and not overwrite:
+                raise FileExistsError(errno.EEXIST, "File exists (pass --overwrite to replace it)", path)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def is_stdout(self) -> bool:
+        return self.descriptor == 1
+
+    def close(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def __enter__(self) -> OutputTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        """A binary file that becomes PATH only when the block exits cleanly (or PATH itself, if special)."""
+        if self.descriptor is not None:
+            with os.fdopen(os.dup(self.descriptor), "wb") as direct:
+                yield direct
+            return
+        assert self._dir_fd is not None, "the output target is closed"
+        if self._special:
+            fd = os.open(self._leaf, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dir_fd)
+            with os.fdopen(fd, "wb") as direct:
+                yield direct
+            return
+        anonymous = _open_anonymous(self._dir_fd)
+        if anonymous is not None:
+            with os.fdopen(anonymous, "wb") as out:
+                yield out
+                self._finish(out)
+                self._publish_anonymous(out.fileno())
+        else:
+            with self._named_temp() as (temp, out):
+                yield out
+                self._finish(out)
+                self._publish_named(temp)
+        _fsync_directory(self._dir_fd)
+
+    def _finish(self, out: BinaryIO) -> None:
+        out.flush()
+        mode = self._kept_mode()
+        if mode is not None:
+            os.fchmod(out.fileno(), mode)
+        os.fsync(out.fileno())
+
+    def _kept_mode(self) -> int | None:
+        """Replacing a file of ours keeps its permission bits (like cp); anyone else's: 0600, never theirs."""
+        assert self._dir_fd is not None
+        try:
+            st = os.lstat(self._leaf, dir_fd=self._dir_fd)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        return stat.S_IMODE(st.st_mode) & 0o777
+
+    def _publish_anonymous(self, fd: int) -> None:
+        assert self._dir_fd is not None
+        source = f"/proc/self/fd/{fd}"
+        if not self.overwrite:
+            # Create-only: fails with EEXIST if the name appeared meanwhile; never replaces anything.
+            os.link(source, self._leaf, dst_dir_fd=self._dir_fd, follow_symlinks=True)
+            return
+        temp = self._link_temp(source)
+        self._rename_over(temp)
+
+    def _link_temp(self, source: str) -> str:
+        assert self._dir_fd is not None
+        for _ in range(8):
+            temp = _temp_name(self._leaf)
+            try:
+                os.link(source, temp, dst_dir_fd=self._dir_fd, follow_symlinks=True)
+            except FileExistsError:
+                continue
+            return temp
+        raise FileExistsError(errno.EEXIST, "cannot find a free temp name", self.path)
+
+    def _rename_over(self, temp: str) -> None:
+        assert self._dir_fd is not None
+        try:
+            # rename never follows a link at the destination: a link planted since is replaced, not followed.
+            os.rename(temp, self._leaf, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(temp, dir_fd=self._dir_fd)
+            raise
+
+    @contextmanager
+    def _named_temp(self) -> Iterator[tuple[str, BinaryIO]]:
+        assert self._dir_fd is not None
+        for _ in range(8):
+            temp = _temp_name(self._leaf)
+            try:
+                fd = os.open(temp, _TEMP_FLAGS, 0o600, dir_fd=self._dir_fd)
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, "cannot find a free temp name", self.path)
+        try:
+            # Held until the process ends or the file is published: `gc` never removes a live one.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with os.fdopen(fd, "wb") as out:
+                yield temp, out
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(temp, dir_fd=self._dir_fd)
+            raise
+
+    def _publish_named(self, temp: str) -> None:
+        assert self._dir_fd is not None
+        if self.overwrite:
+            self._rename_over(temp)
+            return
+        try:
+            os.link(temp, self._leaf, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd, follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            # A filesystem without hard links: check, then rename (the only create-only-ish way left).
+            with suppress(FileNotFoundError):
+                os.lstat(self._leaf, dir_fd=self._dir_fd)
+                raise FileExistsError(errno.EEXIST, "File exists", self.path) from None
+            os.rename(temp, self._leaf, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            return
+        os.unlink(temp, dir_fd=self._dir_fd)
+
+
+def prepare_output(path: str, *, overwrite: bool) -> OutputTarget:
+    """Judge `get -o PATH` now, before anything is decrypted (see the module docstring)."""
+    return OutputTarget(path, overwrite=overwrite)
+
+
+def _open_anonymous(dir_fd: int) -> int | None:
+    """An unnamed 0600 file in the directory (O_TMPFILE), or None where that or /proc is missing."""
+    if _O_TMPFILE is None:
+        return None
+    try:
+        fd = os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # the filesystem or kernel does not support it
+        raise
+    if not os.path.exists(f"/proc/self/fd/{fd}"):  # linkat through /proc is how it gets a name
+        os.close(fd)
+        return None
+    return fd
+
+
+def _fsync_directory(path_fd: int) -> None:
+    try:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=path_fd)
+    except PermissionError:
+        return  # a directory we may write but not read: the entry is there, only not yet durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- stale temp files (`envelope gc`) ----------------------------------------------------------------
+
+
+def find_stale_temp_files(directory: str, older_than: float, *, recursive: bool) -> list[str]:
+    """Paths of temp files (TEMP_NAME) in `directory` not modified for `older_than` seconds and not
+    held by a live writer. Symbolic links are never followed; nothing is changed."""
+    cutoff = time.time() - older_than
+    found: list[str] = []
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        for entry in sorted(files):
+            if TEMP_NAME.match(entry) and _is_stale(os.path.join(root, entry), cutoff, remove=False):
+                found.append(os.path.join(root, entry))
+        if not recursive:
+            break
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return found
+
+
+def remove_stale_temp_file(path: str, older_than: float) -> bool:
+    """Remove one temp file if it is still stale and unheld; False when it was left alone."""
+    return _is_stale(path, time.time() - older_than, remove=True)
+
+
+def _is_stale(path: str, cutoff: float, *, remove: bool) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime > cutoff:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live writer holds it
+        if remove:
+            now = os.lstat(path)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                return False
+            os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

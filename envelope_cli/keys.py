@@ -14,7 +14,7 @@ from envelope.errors import NotFoundError, ValidationError
 from envelope.kms import KeyInfo, LocalKms
 from envelope_cli.exitcodes import CliError, ExitCode
 from envelope_cli.output import Output
-from envelope_cli.session import Session
+from envelope_cli.session import KEYSTORE_ENV, Session
 
 __all__ = ["add_parsers"]
 
@@ -57,21 +57,33 @@ def create(session: Session, out: Output, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _existing_keystore(session: Session) -> LocalKms:
+    """The keystore, which must exist for anything but `key create` (which makes it)."""
+    kms = session.local_kms()
+    if not kms.path.exists():
+        raise CliError(
+            f"the local keystore {kms.path} does not exist (`envelope key create` makes it; another one: "
+            f"--kms local:PATH or ${KEYSTORE_ENV})",
+            ExitCode.KMS,
+        )
+    return kms
+
+
 def list_keys(session: Session, out: Output, args: argparse.Namespace) -> int:
-    keys = session.local_kms().list_keys()
+    keys = _existing_keystore(session).list_keys()
     out.result([_as_dict(k) for k in keys], "\n".join(_describe(k) for k in keys))
     return ExitCode.OK
 
 
 def describe(session: Session, out: Output, args: argparse.Namespace) -> int:
-    info = session.local_kms().describe_key(args.key)
+    info = _existing_keystore(session).describe_key(args.key)
     out.result(_as_dict(info), _describe(info))
     return ExitCode.OK
 
 
 def _state_change(method: str) -> Any:
     def run(session: Session, out: Output, args: argparse.Namespace) -> int:
-        info: KeyInfo = getattr(session.local_kms(), method)(args.key)
+        info: KeyInfo = getattr(_existing_keystore(session), method)(args.key)
         out.status(_as_dict(info), _describe(info))
         return ExitCode.OK
 

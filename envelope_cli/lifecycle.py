@@ -19,6 +19,7 @@ from envelope.storage import validate_prefix
 from envelope_cli.exitcodes import CliError, ExitCode
 from envelope_cli.output import Output
 from envelope_cli.session import Session
+from envelope_cli.trust import trust_parent
 
 __all__ = ["add_parsers"]
 
@@ -122,6 +123,9 @@ def retire(session: Session, out: Output, args: argparse.Namespace) -> int:
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    # rotate is the control plane (its --key is the KMS key to generate under); the others open the
+    # container's data plane and take the trust options (--key ARN..., --discovery, --expect-...).
+    parents = [common, trust_parent()]
     p = commands.add_parser(
         "rotate",
         parents=[common],
@@ -134,14 +138,14 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=rotate)
 
     p = commands.add_parser(
-        "generations", parents=[common], help="list a container's data-key generations and their objects"
+        "generations", parents=parents, help="list a container's data-key generations and their objects"
     )
     p.add_argument("location", metavar="LOCATION")
     p.set_defaults(run=generations)
 
     p = commands.add_parser(
         "rekey",
-        parents=[common],
+        parents=parents,
         help="re-encrypt objects into the newest generation",
         description="Re-encrypt every object (under PREFIX) into the newest generation, streaming; each "
         "object is replaced only if unchanged since it was read. Resumable: run it again after failures.",
@@ -152,7 +156,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster (scheduler address)")
     p.set_defaults(run=rekey)
 
-    p = commands.add_parser("retire", parents=[common], help="delete a generation's record once no object uses it")
+    p = commands.add_parser("retire", parents=parents, help="delete a generation's record once no object uses it")
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("generation", metavar="N", type=int)
     p.set_defaults(run=retire)

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from envelope_cli import control, data, keys, lifecycle
+from envelope_cli import control, data, keys, lifecycle, maintenance
 from envelope_cli.exitcodes import Terminated, exit_code_for, one_line
 from envelope_cli.output import Output
 from envelope_cli.session import KEYSTORE_ENV, Session, parse_kms
+from envelope_cli.trust import TrustOptions
 
 __all__ = ["build_parser", "main"]
 
@@ -95,24 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_parsers(commands, common)
     data.add_parsers(commands, common)
     lifecycle.add_parsers(commands, common)
+    maintenance.add_parsers(commands, common)
     return parser
 
 
 def _run(args: argparse.Namespace, out: Output) -> int:
+    choice = parse_kms(args.kms)
     session = Session(
-        parse_kms(args.kms),
+        choice,
         region=args.region,
         profile=args.profile,
         endpoint_url=args.endpoint_url,
         grant_tokens=args.grant_token or (),
     )
+    # Only the data commands have trust options; they are judged before anything is touched.
+    if hasattr(args, "trusted_keys"):
+        session.trust = TrustOptions.from_args(args, choice.kind)
     code: int = args.run(session, out, args)
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # The subcommand's own usage, not the top-level one, says what `envelope put` takes.
+        _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
@@ -127,11 +136,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         if args.debug:
             traceback.print_exc()
-        out.error(one_line(e))
+        message = one_line(e)
+        if not isinstance(e, KeyboardInterrupt):
+            message = f"{_operation(args)}: {message}"
+        out.error(message)
         return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _operation(args: argparse.Namespace) -> str:
+    """The command as the user gave it, for error messages: `get s3://b/c`, `key describe alias/x`."""
+    words = [args.command]
+    if getattr(args, "key_command", None):
+        words.append(args.key_command)
+        operand = getattr(args, "key", None)
+    else:
+        operand = getattr(args, "location", None) or getattr(args, "root", None)
+    if operand is not None:
+        words.append(operand)
+    return " ".join(words)
+
+
+def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that was given: `envelope key create ...` -> key create's."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if sub is None or chosen is None or chosen not in sub.choices:
+            return parser
+        parser = sub.choices[chosen]
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

@@ -24,13 +24,15 @@ from controlplane import ControlPlane
 from dataplane import Container, DataPlane
 from envelope.containers import read_container_header
 from envelope.datakey import DataKey
-from envelope.errors import FormatError, KmsError
+from envelope.errors import AuthenticationError, FormatError, KmsError
 from envelope.kms import AwsKms, LocalKms
 from envelope.storage import Store, open_store
 from envelope_cli.exitcodes import CliError, ExitCode
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from envelope_cli.trust import TrustOptions
 
 __all__ = ["KmsChoice", "Session", "default_keystore", "parse_kms"]
 
@@ -114,8 +116,10 @@ class Session:
         profile: str | None = None,
         endpoint_url: str | None = None,
         grant_tokens: Sequence[str] = (),
+        trust: TrustOptions | None = None,
     ) -> None:
         self.choice = kms
+        self.trust = trust
         self.region = _check_region(region)
         self.profile = profile
         self.endpoint_url = _check_endpoint_url(endpoint_url)
@@ -172,15 +176,22 @@ class Session:
     def control_plane(self) -> ControlPlane:
         return ControlPlane(self.kms())
 
+    def _trust(self) -> TrustOptions:
+        if self.trust is None:
+            raise AssertionError("a data command without trust options")
+        return self.trust
+
     def _data_plane(self, kms: Any) -> DataPlane:
-        # Interim, until the data commands take --key/--discovery (DESIGN §11): discovery, as before.
-        return DataPlane(kms, discovery=True, grant_tokens=self.grant_tokens or None)
+        return DataPlane(kms, grant_tokens=self.grant_tokens or None, **self._trust().plane_options())
 
     def open_container(self, location: str) -> Container:
         """Open a container with its data key (one KMS Decrypt), for put/get/verify."""
+        plane = self._data_plane(self.kms())
         store = self.store(location)
         try:
-            return self._data_plane(self.kms()).open(store)
+            return plane.open(store, **self._trust().open_options())
+        except AuthenticationError as e:
+            raise CliError(f"{e}; {self._trust().refusal_hint()}", ExitCode.AUTHENTICATION) from e
         # The data plane refuses a header whose provider is not its KMS's (FormatError) before any
         # KMS call; from the command line that is almost always a wrong --kms, as is a KMS failure.
         except (KmsError, FormatError) as e:
@@ -190,8 +201,14 @@ class Session:
             raise
 
     def browse_container(self, location: str) -> Container:
-        """Open a container without its data key and without any KMS call, for ls/rm/inspect."""
-        return self._data_plane(_NoDecrypt()).open(self.store(location), fetch_key=False)
+        """Open a container without its data key and without any KMS call, for ls/rm/inspect.
+
+        The trust options apply all the same: a header they refuse is refused here too."""
+        plane = self._data_plane(_NoDecrypt())
+        try:
+            return plane.open(self.store(location), fetch_key=False, **self._trust().open_options())
+        except AuthenticationError as e:
+            raise CliError(f"{e}; {self._trust().refusal_hint()}", ExitCode.AUTHENTICATION) from e
 
     def _mismatch_hint(self, store: Store) -> str | None:
         """Why a KMS failure may be a wrong --kms, when the header says who holds the data key."""

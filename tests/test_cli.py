@@ -101,7 +101,9 @@ def test_local_workflow_every_subcommand(cli: Cli, tmp_path: Path) -> None:
     put = cli.json("put", "c", "reports/q3.bin", "report.bin")
     assert put["size"] == len(report) and put["encrypted_size"] > len(report)
     cli("put", "c", "logs/a.txt", "-", stdin=b"streamed through stdin\n")
-    cli("put", "c", "logs/b.txt", stdin=b"no FILE means stdin\n")  # FILE defaults to -
+    # Reading stdin takes an explicit -: a forgotten FILE is a usage error, not a silent read of the terminal.
+    assert "FILE" in cli("put", "c", "logs/b.txt", stdin=b"forgotten FILE\n", code=USAGE).stderr.decode()
+    cli("put", "c", "logs/b.txt", "-", stdin=b"no FILE means stdin\n")
     cli("--quiet", "put", "c", "empty", "/dev/null")
 
     assert cli("get", "c", "reports/q3.bin").stdout == report  # stdout by default
@@ -133,7 +135,7 @@ def test_local_workflow_every_subcommand(cli: Cli, tmp_path: Path) -> None:
     assert cli("verify", "c", "logs/a.txt").stdout.decode().startswith("ok      logs/a.txt")
     assert cli("--quiet", "verify", "c").stdout == b""
 
-    assert cli.json("rm", "c", "logs/a.txt") == {"location": header["location"], "removed": "logs/a.txt"}
+    assert cli.json("rm", "c", "logs/a.txt") == {"location": header["location"], "removed": ["logs/a.txt"]}
     cli("rm", "c", "logs/b.txt", "empty")
     assert cli.json("ls", "c") == ["reports/q3.bin"]
 
@@ -180,14 +182,14 @@ def test_exit_codes_one_of_each_kind(cli: Cli, tmp_path: Path) -> None:
     # The full matrix runs in-process (tests/test_cli_units.py); here the real binary shows each kind once.
     cli("key", "create", "--alias", "alias/k")
     cli("create", "c", "--key", "alias/k")
-    cli("put", "c", "x", stdin=b"one")
+    cli("put", "c", "x", "-", stdin=b"one")
 
     cli("frobnicate", code=USAGE)
     assert "done in AWS" in cli("--kms", "aws", "key", "create", code=USAGE).stderr.decode()
     cli("get", "c", "missing", "-o", "out", code=NOT_FOUND)
     assert not (tmp_path / "out").exists()
-    cli("put", "c", "x", stdin=b"two", code=EXISTS)
-    cli("put", "c", "x", "--overwrite", stdin=b"two")
+    cli("put", "c", "x", "-", stdin=b"two", code=EXISTS)
+    cli("put", "c", "x", "--overwrite", "-", stdin=b"two")
 
     # KMS errors follow the key's state, which the key commands drive.
     assert cli.json("key", "disable", "alias/k")["state"] == "Disabled"
@@ -207,8 +209,8 @@ def test_tampered_object_fails_with_3_and_leaves_no_output_file(cli: Cli, tmp_pa
     cli("key", "create", "--alias", "alias/k")
     header = cli.json("create", "c", "--key", "alias/k")
     data = os.urandom(3 * MiB + MiB // 2)  # three full 1 MiB frames and a final one
-    cli("put", "c", "big", stdin=data)
-    cli("put", "c", "small", stdin=b"hello")
+    cli("put", "c", "big", "-", stdin=data)
+    cli("put", "c", "small", "-", stdin=b"hello")
     stored = tmp_path / "c" / "objects" / "big"
     flip_byte(stored, stored.stat().st_size - 600 * 1024)  # inside the third frame
 
@@ -217,7 +219,8 @@ def test_tampered_object_fails_with_3_and_leaves_no_output_file(cli: Cli, tmp_pa
     assert "authentication failed" in err
     assert not (tmp_path / "big.out").exists() and leftovers(tmp_path) == []
     (tmp_path / "big.out").write_bytes(b"previous contents")  # an existing file is left as it was
-    cli("get", "c", "big", "-o", "big.out", code=AUTH)
+    cli("get", "c", "big", "-o", "big.out", code=EXISTS)  # create-only, judged before any decryption
+    cli("get", "c", "big", "-o", "big.out", "--overwrite", code=AUTH)
     assert (tmp_path / "big.out").read_bytes() == b"previous contents" and leftovers(tmp_path) == []
 
     # To stdout: the frames before the bad one were released, then exit 3 says the output is incomplete.
@@ -239,7 +242,7 @@ def test_tampered_object_fails_with_3_and_leaves_no_output_file(cli: Cli, tmp_pa
 
     # An intact object copied to another name is rejected (name binding), as is one from another container.
     cli("create", "c2", "--key", "alias/k")
-    cli("put", "c2", "small", stdin=b"other container")
+    cli("put", "c2", "small", "-", stdin=b"other container")
     shutil.copyfile(tmp_path / "c2" / "objects" / "small", tmp_path / "c" / "objects" / "foreign")
     shutil.copyfile(tmp_path / "small.msg", tmp_path / "c" / "objects" / "moved")
     cli("get", "c", "moved", "-o", "moved.out", code=AUTH)
@@ -308,7 +311,7 @@ def test_progress_bar_only_on_a_terminal(cli: Cli, tmp_path: Path) -> None:
     code, out, bar = on_pty("get", "c", "a")  # a terminal that reports no size still gets a bar
     assert code == OK and out == data and b"100%" in bar, bar
     # Unknown size (a pipe): bytes and rate, no percentage.
-    code, _, bar = on_pty("put", "c", "b", feed=[data[: 3 * MiB], data[3 * MiB :]])
+    code, _, bar = on_pty("put", "c", "b", "-", feed=[data[: 3 * MiB], data[3 * MiB :]])
     assert code == OK and b"B/s" in bar and b"%" not in bar, bar
     # --quiet: no bar even on a terminal.
     code, _, bar = on_pty("--quiet", "get", "c", "a", "-o", "a.out")

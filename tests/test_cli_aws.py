@@ -25,7 +25,17 @@ def aws(tmp_path: Path, moto_server_url: str, server_kms_client: Any, server_s3_
     arn = server_kms_client.create_key(Description="envelope cli")["KeyMetadata"]["Arn"]
     alias = f"alias/cli-{uuid.uuid4().hex[:8]}"
     server_kms_client.create_alias(AliasName=alias, TargetKeyId=arn)
-    cli = Cli(tmp_path, "--kms", "aws", "--region", "us-east-1", "--endpoint-url", moto_server_url)
+    # Data commands in AWS mode must be told which keys to trust: here through the environment.
+    cli = Cli(
+        tmp_path,
+        "--kms",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        moto_server_url,
+        env={"ENVELOPE_KEY_IDS": arn},
+    )
     return {"cli": cli, "bucket": bucket, "arn": arn, "alias": alias, "s3": server_s3_client}
 
 
@@ -73,6 +83,6 @@ def test_aws_mode_against_moto_server(aws: dict[str, Any], tmp_path: Path) -> No
     local = Cli(tmp_path, "--kms", f"local:{tmp_path / 'ks'}", "--endpoint-url", cli.options[-1])
     local("key", "create", "--alias", "alias/l")
     local("create", f"s3://{aws['bucket']}/tenants/local", "--key", "alias/l")
-    local("put", f"s3://{aws['bucket']}/tenants/local", "o", stdin=b"local key, S3 storage")
+    local("put", f"s3://{aws['bucket']}/tenants/local", "o", "-", stdin=b"local key, S3 storage")
     assert "use --kms local" in cli("get", f"s3://{aws['bucket']}/tenants/local", "o", code=KMS).stderr.decode()
     assert local("get", f"s3://{aws['bucket']}/tenants/local", "o").stdout == b"local key, S3 storage"

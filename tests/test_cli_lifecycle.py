@@ -40,7 +40,8 @@ def test_the_whole_lifecycle_from_the_command_line(tmp_path: Path) -> None:
 
     cli("retire", c, "1", code=USAGE)  # the header itself
     cli("retire", c, "2", code=IN_USE)  # the newest
-    cli.json("rotate", c)
+    cli("rotate", c, code=USAGE)  # after a migration a rotation names its key (never taken from a record)
+    cli.json("rotate", c, "--key", "alias/second")
     cli("retire", c, "2", code=IN_USE)  # writers may still be on it for max_age
     cli("retire", c, "7", code=USAGE)
     cli("rekey", c, "--workers", "0", code=USAGE)

@@ -33,7 +33,7 @@ from envelope.errors import (
 )
 from envelope_cli.control import parse_pairs
 from envelope_cli.exitcodes import CliError, ExitCode, Terminated, exit_code_for, one_line
-from envelope_cli.files import atomic_output
+from envelope_cli.files import prepare_output
 from envelope_cli.main import main
 from envelope_cli.progress import transfer_progress
 from envelope_cli.session import KmsChoice, parse_kms
@@ -62,7 +62,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.Ca
     r = Run(capsysbinary, monkeypatch)
     assert r("key", "create", "--alias", "alias/k")[0] == 0
     assert r("create", "c", "--key", "alias/k", "--context", "tenant=acme")[0] == 0
-    assert r("put", "c", "x", stdin=b"payload")[0] == 0
+    assert r("put", "c", "x", "-", stdin=b"payload")[0] == 0
     (tmp_path / "notes.txt").write_bytes(b"notes")
     return r
 
@@ -216,35 +216,35 @@ def test_parse_pairs() -> None:
             parse_pairs(bad, "--context")
 
 
-def test_atomic_output_appears_only_on_success(tmp_path: Path) -> None:
+def test_output_appears_only_on_success(tmp_path: Path) -> None:
     target = tmp_path / "out.bin"
-    with atomic_output(str(target)) as f:
+    with prepare_output(str(target), overwrite=False) as output, output.open() as f:
         f.write(b"first")
         assert not target.exists()
-        assert [p.name.startswith(".out.bin.") for p in tmp_path.iterdir()] == [True]
+        assert list(tmp_path.iterdir()) == []  # anonymous (O_TMPFILE): no name until it is complete
     assert target.read_bytes() == b"first"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
-    with pytest.raises(AuthenticationError), atomic_output(str(target)) as f:
+    with pytest.raises(AuthenticationError), prepare_output(str(target), overwrite=True) as out, out.open() as f:
         f.write(b"partial plaintext")
         raise AuthenticationError
     assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
 
-    # A symlink is followed: its target is replaced, the link stays.
+    # A symlink of ours in an ordinary directory is followed: its target is replaced, the link stays.
     link = tmp_path / "link"
     link.symlink_to(target)
-    with atomic_output(str(link)) as f:
+    with prepare_output(str(link), overwrite=True) as output, output.open() as f:
         f.write(b"second")
     assert link.is_symlink() and target.read_bytes() == b"second"
 
-    with pytest.raises(IsADirectoryError), atomic_output(str(tmp_path)):
-        pass
+    with pytest.raises(IsADirectoryError):
+        prepare_output(str(tmp_path), overwrite=True)
 
 
-def test_atomic_output_writes_straight_to_special_files(tmp_path: Path) -> None:
+def test_output_writes_straight_to_special_files(tmp_path: Path) -> None:
     before = os.stat(os.devnull)
-    with atomic_output(os.devnull) as f:
+    with prepare_output(os.devnull, overwrite=False) as output, output.open() as f:
         f.write(b"discarded")
     after = os.stat(os.devnull)
     assert stat.S_ISCHR(after.st_mode) and (before.st_ino, before.st_rdev) == (after.st_ino, after.st_rdev)

@@ -35,6 +35,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.container = self.plane.open(self.location)
         self.expected: dict[str, bytes] = {}
         self.generations = 1
+        self.migrated = False
 
     def teardown(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -52,7 +53,10 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule(migrate=st.booleans())
     def rotate(self, migrate: bool) -> None:
-        g = self.control.rotate_container(self.location, key_id="alias/two" if migrate else None)
+        # Without a key the container's own key is kept; once migrated, every rotation names its key.
+        key_id = "alias/two" if migrate or self.migrated else None
+        self.migrated = self.migrated or migrate
+        g = self.control.rotate_container(self.location, key_id=key_id)
         self.generations += 1
         assert g.generation == self.generations
 

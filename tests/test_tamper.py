@@ -730,7 +730,8 @@ def test_cli_get_over_an_existing_file_keeps_it_when_the_object_is_tampered(
     damaged = bytearray(message)
     damaged[-(FINAL_FRAME_SIZE + 5)] ^= 0x10  # inside the last regular frame
     (location / "objects" / NAME).write_bytes(bytes(damaged))
-    assert main([*options, "get", str(location), NAME, "-o", str(target)]) == 3
+    # get -o is create-only: replacing an existing file takes --overwrite
+    assert main([*options, "get", str(location), NAME, "-o", str(target), "--overwrite"]) == 3
     assert target.read_bytes() == b"previous contents"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     capsys.readouterr()

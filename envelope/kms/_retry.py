@@ -1,15 +1,18 @@
 """Bounded retries for KMS calls: capped exponential backoff with full jitter.
 
-Which errors are retried is decided by the KMS error code alone (whatever the
-HTTP status: the seed lists KMSInternalException as 400, real KMS answers 500):
-DependencyTimeoutException, KeyUnavailableException, KMSInternalException,
-throttling, and failures to reach KMS at all. Everything else fails at once.
+What is retried is decided when the adapter builds the typed error
+(`envelope.errors.kms_error_for_code`, `envelope.kms.aws`): a recognised KMS
+error code decides alone, whatever the HTTP status (the seed lists
+KMSInternalException as 400, real KMS answers 500); an unrecognised code is
+retried when the status is 429, 500, 502, 503 or 504; failures to reach KMS
+at all are retried; everything else fails at once. This module only honours
+`KmsError.retryable`.
 
 Layering with botocore: a user's client may retry on its own. `attempts`
-counts every HTTP attempt, botocore's included (read from the error's
-``RetryAttempts``), so the two layers never multiply: the total stays within
-``max_attempts`` plus at most one botocore burst. The overall `deadline`
-bounds the wall time spent across all attempts and sleeps.
+counts every HTTP attempt, botocore's included (`KmsError.http_attempts`,
+set by the adapter), so the two layers never multiply: the total stays
+within ``max_attempts`` plus at most one botocore burst. The overall
+`deadline` bounds the wall time spent across all attempts and sleeps.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -42,8 +42,9 @@ from envelope.errors import (
     IncorrectKeyError,
     InvalidCiphertextError,
     KeystoreError,
+    KmsInvalidResponseError,
     KMSInvalidStateError,
-    NotFoundError,
+    KmsNotFoundError,
     ValidationError,
 )
 
@@ -57,8 +58,9 @@ _NONCE = 12
 _TAG = 16
 _BLOB_HEADER = len(_BLOB_MAGIC) + 16 + _NONCE
 _ALIAS = re.compile(r"alias/[A-Za-z0-9/_-]{1,250}")
-_KEY_ARN_PREFIX = f"arn:aws:kms:{_REGION}:{_ACCOUNT}:key/"
-_ALIAS_ARN_PREFIX = f"arn:aws:kms:{_REGION}:{_ACCOUNT}:"
+_PARTITION = "aws"
+_KEY_ARN_PREFIX = f"arn:{_PARTITION}:kms:{_REGION}:{_ACCOUNT}:key/"
+_ALIAS_ARN_PREFIX = f"arn:{_PARTITION}:kms:{_REGION}:{_ACCOUNT}:"
 # Key ids as `create_key` makes them (str(uuid4())); anything else cannot name a key file.
 _CANONICAL_KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DESCRIPTION_MAX = 8192
@@ -75,6 +77,42 @@ class KeyInfo:
     aliases: tuple[str, ...]
     created_at: str
     deletion_date: str | None = None
+
+
+class _Material:
+    """A master key as stored (base64), whose repr, str and pickling never show it."""
+
+    __slots__ = ("_b64",)
+
+    def __init__(self, b64: str) -> None:
+        self._b64 = b64
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> _Material:
+        material = record.get("material")
+        if not isinstance(material, _Material):
+            raise KeystoreError(f"keystore record of {record.get('arn')} has no usable key material")
+        return material
+
+    def aead(self) -> AESGCM:
+        try:
+            return AESGCM(base64.b64decode(self._b64, validate=True))
+        except (ValueError, TypeError):
+            raise KeystoreError("a keystore record's key material is corrupt") from None
+
+    @staticmethod
+    def to_json(value: object) -> str:
+        if isinstance(value, _Material):
+            return value._b64
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    def __repr__(self) -> str:
+        return "<key material>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("key material cannot be pickled")
 
 
 def _context_aad(key_uuid: bytes, context: Mapping[str, str]) -> bytes:
@@ -158,7 +196,7 @@ class LocalKms:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(json.dumps(doc, indent=1, sort_keys=True).encode())
+                f.write(json.dumps(doc, indent=1, sort_keys=True, default=_Material.to_json).encode())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -194,13 +232,19 @@ class LocalKms:
             return None
         self._check_private(self.path, directory=True)
         doc = self._read_json(self._key_path(key_uuid))
-        return doc if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            return None
+        if isinstance(doc.get("material"), str):
+            # Held in a wrapper from here on: a record sits in frames that raise (disabled key, wrong
+            # context), and error trackers print those frames' locals.
+            doc["material"] = _Material(doc["material"])
+        return doc
 
     def _arn(self, key_uuid: str) -> str:
         return _KEY_ARN_PREFIX + key_uuid
 
     def _resolve(self, key_id: str) -> dict[str, Any]:
-        """The key record for any of the four KeyId forms; NotFoundError if there is none."""
+        """The key record for any of the four KeyId forms; KmsNotFoundError if there is none."""
         form = v.key_id_form(key_id)
         target: str | None
         if form == "key-id":
@@ -217,8 +261,20 @@ class LocalKms:
                 target = self._aliases().get(alias) if self.path.exists() else None
         record = self._load_key(target) if target and _CANONICAL_KEY_ID.fullmatch(target) else None
         if record is None or (form == "key-arn" and record.get("arn") != key_id):
-            raise NotFoundError(f"key {key_id!r} does not exist in the local keystore")
+            raise KmsNotFoundError(f"key {key_id!r} does not exist in the local keystore")
         return record
+
+    @staticmethod
+    def _answered_arn(operation: str, key_id: str | None, record: dict[str, Any]) -> str:
+        """The ARN this keystore answers with, held to the rule AwsKms holds KMS to: a record
+        edited to name another account, region or key is an invalid response, not a key."""
+        arn = v.checked_response_key_arn(operation, {"KeyId": record.get("arn")})
+        v.check_response_key(operation, key_id, arn, region=_REGION, partition=_PARTITION)
+        if arn.account != _ACCOUNT or arn.resource_id != record.get("key_id"):
+            raise KmsInvalidResponseError(
+                "invalid response: the keystore record names another key than its own", operation=operation
+            )
+        return str(arn)
 
     @staticmethod
     def _require_usable(record: dict[str, Any]) -> None:
@@ -243,7 +299,7 @@ class LocalKms:
             "created_at": self._clock().isoformat(),
             "deletion_date": None,
             "description": description,
-            "material": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "material": _Material(base64.b64encode(secrets.token_bytes(32)).decode()),
         }
         with self._mutating():
             if alias is not None and alias in self._aliases():
@@ -340,16 +396,15 @@ class LocalKms:
         spec, nbytes = v.validate_key_size(key_spec, number_of_bytes)
         record = self._resolve(key_id)
         self._require_usable(record)
+        arn = self._answered_arn("GenerateDataKeyWithoutPlaintext", key_id, record)
         key_uuid = uuid.UUID(record["key_id"]).bytes
         nonce = secrets.token_bytes(_NONCE)
         data_key = bytearray(secrets.token_bytes(v.key_length(spec, nbytes)))
         try:
-            sealed = AESGCM(base64.b64decode(record["material"])).encrypt(
-                nonce, bytes(data_key), _context_aad(key_uuid, context)
-            )
+            sealed = _Material.of(record).aead().encrypt(nonce, bytes(data_key), _context_aad(key_uuid, context))
         finally:
             data_key[:] = bytes(len(data_key))
-        return GeneratedDataKey(_BLOB_MAGIC + key_uuid + nonce + sealed, str(record["arn"]))
+        return GeneratedDataKey(_BLOB_MAGIC + key_uuid + nonce + sealed, arn)
 
     def decrypt(
         self,
@@ -373,14 +428,13 @@ class LocalKms:
         if key_id is not None and self._resolve(key_id)["key_id"] != record["key_id"]:
             raise IncorrectKeyError("the ciphertext was not encrypted under the key given as KeyId")
         self._require_usable(record)
+        arn = self._answered_arn("Decrypt", key_id, record)
         nonce = blob[len(_BLOB_MAGIC) + 16 : _BLOB_HEADER]
         try:
-            plaintext = AESGCM(base64.b64decode(record["material"])).decrypt(
-                nonce, blob[_BLOB_HEADER:], _context_aad(key_uuid, context)
-            )
+            plaintext = _Material.of(record).aead().decrypt(nonce, blob[_BLOB_HEADER:], _context_aad(key_uuid, context))
         except InvalidTag:
             raise InvalidCiphertextError("the ciphertext or its encryption context is not valid") from None
         try:
-            return DataKey(plaintext, str(record["arn"]))
+            return DataKey(plaintext, arn)
         finally:
             del plaintext

@@ -10,25 +10,30 @@ I/O. Guarantees every implementation keeps:
 - readers are seekable: the size is known and any range can be read.
 
 Errors are typed (envelope.errors): `ValidationError` for bad arguments
-(before any I/O), `ObjectExistsError`, `ObjectNotFoundError`, and
-`StorageError` for every other backend failure, with the cause chained.
+(before any I/O), `ObjectExistsError`, `ObjectNotFoundError`,
+`ObjectTooLargeError` (more than `max_size`), and `StorageError` for every
+other backend failure, with the cause chained.
 Stores and readers may be shared between threads; writers may not.
 
-This module defines shapes (and two small helpers) only; it must never do I/O.
+This module defines shapes, the writer life cycle and `BaseStore` (the
+operations every store derives from a few primitives); it must never do I/O
+itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
-from envelope.errors import StorageError, ValidationError
+from envelope.errors import ObjectNotFoundError, ObjectTooLargeError, StorageError, ValidationError
+from envelope.storage.names import validate_directory_prefix, validate_name, validate_prefix
 
 BytesLike = bytes | bytearray | memoryview
 
 __all__ = [
     "ABORTED",
     "COMMITTED",
+    "BaseStore",
     "FAILED",
     "OPEN",
     "BytesLike",
@@ -71,6 +76,84 @@ class StickyWriterState:
     def _record_failure(self, error: BaseException) -> None:
         self._state = FAILED
         self._error = error
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """commit() on a clean exit, abort() on an exception; nothing if already finished."""
+        if self._state != OPEN:
+            return
+        if exc and exc[0] is not None:
+            self.abort()
+        else:
+            self.commit()
+
+
+class BaseStore:
+    """The `Store` operations that are the same for every store, written once.
+
+    A store implements the primitives (`open_writer`, `open_reader`, `size`,
+    `delete`, `substore`, `url`, `_read_all`, `_list`, `_list_children`) and
+    may override `_put` (default: one writer). Everything here validates its
+    arguments before calling a primitive, and does no I/O of its own.
+    """
+
+    def open_writer(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
+        raise NotImplementedError
+
+    def size(self, name: str) -> int:
+        raise NotImplementedError
+
+    def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None:
+        validate_name(name)
+        self._put(name, as_byte_view(data), overwrite=overwrite)
+
+    def _put(self, name: str, view: memoryview, *, overwrite: bool) -> None:
+        with self.open_writer(name, overwrite=overwrite) as writer:
+            writer.write(view)
+
+    def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes:
+        validate_name(name)
+        if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 0):
+            raise ValidationError("max_size must be a non-negative int or None")
+        return self._read_all(name, max_size)
+
+    def _read_all(self, name: str, max_size: int | None) -> bytes:
+        """The whole object; `_check_max_size` before reading any of its body."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_max_size(name: str, size: int, max_size: int | None) -> None:
+        if max_size is not None and size > max_size:
+            raise ObjectTooLargeError(f"{name!r} is {size} bytes, more than max_size={max_size}")
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.size(name)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
+        return self._list(prefix)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        raise NotImplementedError
+
+    def list_children(self, prefix: str = "") -> Iterator[str]:
+        validate_directory_prefix(prefix)
+        return self._list_children(prefix)
+
+    def _list_children(self, prefix: str) -> Iterator[str]:
+        raise NotImplementedError
 
 
 def as_byte_view(data: BytesLike) -> memoryview:

@@ -37,11 +37,12 @@ from envelope.storage._base import (
     ABORTED,
     COMMITTED,
     OPEN,
+    BaseStore,
     BytesLike,
     StickyWriterState,
     as_byte_view,
 )
-from envelope.storage.names import is_valid_name, validate_directory_prefix, validate_name, validate_prefix
+from envelope.storage.names import is_valid_name, validate_name
 
 __all__ = ["LocalObjectWriter", "LocalReader", "LocalStore", "check_encodable_path"]
 
@@ -128,7 +129,7 @@ def _blocking_component(parent_fd: int, segment: str, name: str) -> bool:
     raise StorageError(f"a path component of {name!r} is not a directory")
 
 
-class LocalStore:
+class LocalStore(BaseStore):
     """Objects stored as files under `root` (see the module docstring for the guarantees).
 
     Safe to share between threads and processes: it keeps no open files.
@@ -271,11 +272,6 @@ class LocalStore:
             )
         raise StorageError(f"the directory of {name!r} kept disappearing while creating a temp file")
 
-    def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None:
-        view = as_byte_view(data)
-        with self.open_writer(name, overwrite=overwrite) as writer:
-            writer.write(view)
-
     # -- reads ----------------------------------------------------------------------------
 
     def _open_object(self, name: str) -> tuple[int, int]:
@@ -318,13 +314,10 @@ class LocalStore:
             raise StorageError(f"cannot stat {name!r}") from e
         return LocalReader(name, fd, size, version)
 
-    def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes:
-        if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
-            raise ValidationError("max_size must be a non-negative int or None")
+    def _read_all(self, name: str, max_size: int | None) -> bytes:
         fd, size = self._open_object(name)
         try:
-            if max_size is not None and size > max_size:
-                raise StorageError(f"{name!r} is {size} bytes, more than max_size={max_size}")
+            self._check_max_size(name, size, max_size)
             chunks: list[bytes] = []
             got = 0
             while got < size:
@@ -350,9 +343,6 @@ class LocalStore:
             return self._leaf_stat(chain[-1], leaf, name)
         finally:
             _close_all(chain)
-
-    def exists(self, name: str) -> bool:
-        return self._stat_object(name) is not None
 
     def size(self, name: str) -> int:
         st = self._stat_object(name)
@@ -398,12 +388,8 @@ class LocalStore:
 
     # -- listing --------------------------------------------------------------------------
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        validate_prefix(prefix)
+    def _list(self, prefix: str) -> Iterator[str]:
         directory, _, leaf_prefix = prefix.rpartition("/")
-        return self._list(directory, leaf_prefix)
-
-    def _list(self, directory: str, leaf_prefix: str) -> Iterator[str]:
         chain = self._open_listing_dir(directory)
         if chain is None:
             return
@@ -411,10 +397,6 @@ class LocalStore:
             yield from self._walk_objects(chain[-1], directory + "/" if directory else "", leaf_prefix)
         finally:
             _close_all(chain)
-
-    def list_children(self, prefix: str = "") -> Iterator[str]:
-        validate_directory_prefix(prefix)
-        return self._list_children(prefix)
 
     def _list_children(self, prefix: str) -> Iterator[str]:
         chain = self._open_listing_dir(prefix.removesuffix("/"))
@@ -696,17 +678,6 @@ class LocalObjectWriter(StickyWriterState):
                 setattr(self, attr, -1)
                 with contextlib.suppress(OSError):
                     os.close(fd)
-
-    def __enter__(self) -> LocalObjectWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._state != OPEN:
-            return
-        if exc and exc[0] is not None:
-            self.abort()
-        else:
-            self.commit()
 
     def __del__(self) -> None:
         # An abandoned writer must not leave a locked temp file behind for the life of the process.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import unquote, urlsplit
@@ -60,11 +61,12 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
     if match is None:
         return Location(kind="file", path=check_encodable_path(location))
     scheme = match.group(1).lower()
-    if scheme == "file":
-        return _parse_file_url(location)
-    if scheme == "s3":
-        return _parse_s3_url(location)
-    raise ValidationError(f"unsupported location scheme {scheme!r} in {_show(location)}: use a path, file:// or s3://")
+    parse = _URL_PARSERS.get(scheme)
+    if parse is None:
+        raise ValidationError(
+            f"unsupported location scheme {scheme!r} in {_show(location)}: use a path, file:// or s3://"
+        )
+    return parse(location)
 
 
 def _parse_file_url(url: str) -> Location:
@@ -102,13 +104,27 @@ def _parse_s3_url(url: str) -> Location:
     return Location(kind="s3", bucket=bucket, prefix=prefix)
 
 
+_URL_PARSERS: Final[dict[str, Callable[[str], Location]]] = {"file": _parse_file_url, "s3": _parse_s3_url}
+"""URL scheme -> parser; a path without a scheme is a "file" location."""
+
+
+def _open_file(parsed: Location, s3_client: S3Client | None) -> Store:
+    return LocalStore(parsed.path)
+
+
+def _open_s3(parsed: Location, s3_client: S3Client | None) -> Store:
+    if s3_client is None:
+        raise ValidationError("an s3:// location needs an s3_client (a boto3 S3 client) to be passed in")
+    return S3Store(s3_client, parsed.bucket, parsed.prefix)
+
+
+_OPENERS: Final[dict[str, Callable[[Location, S3Client | None], Store]]] = {"file": _open_file, "s3": _open_s3}
+"""Location kind -> store factory."""
+
+
 def open_store(location: Store | str | os.PathLike[str], *, s3_client: S3Client | None = None) -> Store:
     """Return the Store for `location` (a Store is returned as is). s3:// needs `s3_client`."""
     if isinstance(location, Store):
         return location
     parsed = parse_location(location)
-    if parsed.kind == "s3":
-        if s3_client is None:
-            raise ValidationError("an s3:// location needs an s3_client (a boto3 S3 client) to be passed in")
-        return S3Store(s3_client, parsed.bucket, parsed.prefix)
-    return LocalStore(parsed.path)
+    return _OPENERS[parsed.kind](parsed, s3_client)

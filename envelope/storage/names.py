@@ -13,6 +13,10 @@ given or rejected.
 
 from __future__ import annotations
 
+import functools
+import unicodedata
+from typing import Final
+
 from envelope.errors import ValidationError
 
 __all__ = [
@@ -37,6 +41,74 @@ def _is_control(ch: str) -> bool:
     return code < 0x20 or 0x7F <= code <= 0x9F
 
 
+# Characters that pass for a separator or a dot in a listing without being one, and whose
+# compatibility (NFKC) form does not give them away (those are found by `_deceptive` itself).
+_LOOK_ALIKES: Final = frozenset(
+    {
+        # slashes
+        0x2044,  # FRACTION SLASH
+        0x2215,  # DIVISION SLASH
+        0x2571,  # BOX DRAWINGS LIGHT DIAGONAL UPPER RIGHT TO LOWER LEFT
+        0x27CB,  # MATHEMATICAL RISING DIAGONAL
+        0x29F8,  # BIG SOLIDUS
+        0x2F03,  # KANGXI RADICAL SLASH
+        0x1735,  # PHILIPPINE SINGLE PUNCTUATION
+        0x0337,  # COMBINING SHORT SOLIDUS OVERLAY
+        0x0338,  # COMBINING LONG SOLIDUS OVERLAY
+        0x20EB,  # COMBINING LONG DOUBLE SOLIDUS OVERLAY
+        # backslashes
+        0x2216,  # SET MINUS
+        0x2572,  # BOX DRAWINGS LIGHT DIAGONAL UPPER LEFT TO LOWER RIGHT
+        0x27CD,  # MATHEMATICAL FALLING DIAGONAL
+        0x29F5,  # REVERSE SOLIDUS OPERATOR
+        0x29F9,  # BIG REVERSE SOLIDUS
+        0x20E5,  # COMBINING REVERSE SOLIDUS OVERLAY
+        # dots
+        0x0701,  # SYRIAC SUPRALINEAR FULL STOP
+        0x0702,  # SYRIAC SUBLINEAR FULL STOP
+        0xA4F8,  # LISU LETTER TONE MYA TI
+        0x10A50,  # KHAROSHTHI PUNCTUATION DOT
+    }
+)
+
+# Invisible characters that are not in category Cf: fillers, a blank pattern, joiners and
+# variation selectors (two names differing only by one of these look identical).
+_INVISIBLE: Final = frozenset(
+    {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x2800, 0x3164, 0xFFA0}
+    | set(range(0xFE00, 0xFE10))
+    | set(range(0xE0100, 0xE01F0))
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _deceptive(ch: str) -> str | None:
+    """Why a non-ASCII character may not be in a name (None if it may)."""
+    code = ord(ch)
+    category = unicodedata.category(ch)
+    if category == "Cf":
+        return "an invisible formatting character (bidi control, zero-width, BOM...)"
+    if category in ("Zl", "Zp"):
+        return "a line or paragraph separator"
+    if category == "Zs":
+        return "a space other than U+0020, which looks like one"
+    if code in _INVISIBLE:
+        return "an invisible character"
+    if code in _LOOK_ALIKES or any(c in unicodedata.normalize("NFKC", ch) for c in "/\\."):
+        return "a look-alike of '/', '\\' or '.'"
+    return None
+
+
+def _code_point(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" ({name})" if name else "")
+
+
+def _ascii(name: str) -> str:
+    # Every non-ASCII character escaped: the name may be built to mislead when displayed.
+    text = ascii(name)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _show(name: str) -> str:
     # Names are not secret, but they may be hostile and huge: keep messages short.
     text = repr(name)
@@ -54,7 +126,16 @@ def validate_name(name: object) -> str:
       (dot-prefixed names are reserved for the stores' temp files);
     - no segment is longer than 255 UTF-8 bytes;
     - there is no backslash, no NUL and no control character (C0, DEL, C1);
-    - the text is encodable as UTF-8 (no lone surrogates).
+    - the text is encodable as UTF-8 (no lone surrogates);
+    - nothing that makes a listing lie: no invisible formatting character
+      (category Cf: bidi controls, zero-width characters, BOM...), no line or
+      paragraph separator, no space other than U+0020, no other invisible
+      character (fillers, variation selectors...), and no look-alike of `/`,
+      `\\` or `.` (fullwidth solidus, division slash, two-dot leader...: any
+      character whose NFKC form contains one of them, and a listed few more);
+    - the text is in Unicode NFC (two names never differ only by composition).
+
+    Errors name the offending code point as U+XXXX and never echo it raw.
     """
     if not isinstance(name, str):
         raise ValidationError(f"object name must be a str, not {type(name).__name__}")
@@ -72,6 +153,12 @@ def validate_name(name: object) -> str:
         if ch == "\\":
             # A backslash is a separator on Windows and in some tools; refuse the ambiguity.
             raise ValidationError(f"object name {_show(name)} contains a backslash")
+        if ch >= "\x80" and (why := _deceptive(ch)) is not None:
+            raise ValidationError(f"object name {_ascii(name)} contains {_code_point(ch)}, {why}")
+    if not name.isascii() and not unicodedata.is_normalized("NFC", name):
+        raise ValidationError(
+            f"object name {_ascii(name)} is not in Unicode NFC form; use {_ascii(unicodedata.normalize('NFC', name))}"
+        )
     if name.startswith("/"):
         raise ValidationError(f"object name {_show(name)} must be relative (no leading '/')")
     if name.endswith("/"):

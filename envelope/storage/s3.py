@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import heapq
 import io
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Final, cast
 
@@ -38,17 +39,12 @@ from envelope.storage._base import (
     ABORTED,
     COMMITTED,
     OPEN,
+    BaseStore,
     BytesLike,
     StickyWriterState,
     as_byte_view,
 )
-from envelope.storage.names import (
-    MAX_NAME_BYTES,
-    is_valid_name,
-    validate_directory_prefix,
-    validate_name,
-    validate_prefix,
-)
+from envelope.storage.names import MAX_NAME_BYTES, is_valid_name, validate_name
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -72,6 +68,8 @@ _EXISTS_CODES: Final = frozenset({"PreconditionFailed", "412"})
 # Real S3 answers 409 when two conditional writes to one key overlap; the loser of a retry gets 412.
 _CONFLICT_CODES: Final = frozenset({"ConditionalRequestConflict"})
 _CONFLICT_RETRIES: Final = 3
+_MAX_EMPTY_PAGES: Final = 100  # consecutive truncated, empty ListObjectsV2 pages tolerated
+_CONTENT_RANGE_RE: Final = re.compile(r"\Abytes (\d+)-(\d+)/(\d+)\Z")
 
 _BUCKET_RE: Final = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _IPV4_RE: Final = re.compile(r"\A\d{1,3}(\.\d{1,3}){3}\Z")
@@ -132,21 +130,83 @@ def _translated(operation: str, name: str, *, create_only: bool = False, conditi
         raise StorageError(f"S3 {operation} failed for {name!r} ({type(e).__name__})") from e
 
 
+def _content_length(response: Any, operation: str, name: str) -> int:
+    """The response's Content-Length as a non-negative int; StorageError if it is missing or bad."""
+    value = response.get("ContentLength")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise StorageError(f"S3 {operation} for {name!r} answered without a valid Content-Length")
+    return value
+
+
+def _read_exactly(body: Any, size: int, name: str) -> bytes:
+    """Read the `size` bytes a response announced, and never more than `size + 1` from the stream.
+
+    The announced length is the one that was checked against `max_size`; a
+    server that sends more (a chunked body under a small Content-Length) is
+    refused after one extra byte instead of being read into memory.
+    """
+    data = bytearray()
+    while len(data) <= size:
+        piece = body.read(min(_BODY_READ_SIZE, size + 1 - len(data)))
+        if not piece:
+            break
+        data += piece
+    if len(data) != size:
+        more = "more" if len(data) > size else f"only {len(data)}"
+        raise StorageError(f"S3 GetObject for {name!r} announced {size} bytes and sent {more}")
+    return bytes(data)
+
+
 def _is_conflict(error: ClientError) -> bool:
     return _error_code(error) in _CONFLICT_CODES
 
 
-def _retry_conflicts(call: Any, **kwargs: Any) -> Any:
-    # A conditional write that overlapped another one may be retried; a retry after the other
-    # one committed is answered with 412, so exactly one writer ends up winning.
-    for attempt in range(_CONFLICT_RETRIES):
-        try:
-            return call(**kwargs)
-        except ClientError as e:
-            if not _is_conflict(e) or attempt == _CONFLICT_RETRIES - 1:
-                raise
-            time.sleep(0.05 * (2**attempt))
-    raise AssertionError("unreachable")
+def _was_retried(error: ClientError) -> bool:
+    """Whether botocore sent the request more than once (an earlier attempt may have landed)."""
+    return bool(error.response.get("ResponseMetadata", {}).get("RetryAttempts"))
+
+
+class _ConditionalWrite:
+    """One create-only (or overwriting) PutObject / CompleteMultipartUpload, with the 409 retry.
+
+    Every attempt gets a fresh body over the same bytes: a body object is a
+    stream that the previous attempt consumed, and botocore would send what
+    is left of it (nothing) as the next attempt's body. `retried` records
+    whether any request was sent more than once by botocore, i.e. whether an
+    earlier attempt may have landed although its answer never arrived.
+    """
+
+    def __init__(self, call: Any, body: memoryview | None = None, **kwargs: Any) -> None:
+        self._call = call
+        self._body = body
+        self._kwargs = kwargs
+        self.retried = False
+
+    def run(self) -> Any:
+        # A conditional write that overlapped another one may be retried; a retry after the other
+        # one committed is answered with 412, so exactly one writer ends up winning.
+        for attempt in range(_CONFLICT_RETRIES):
+            kwargs = dict(self._kwargs)
+            if self._body is not None:
+                kwargs["Body"] = cast("IO[bytes]", _ViewBody(self._body))
+            try:
+                return self._call(**kwargs)
+            except ClientError as e:
+                self.retried = self.retried or _was_retried(e)
+                if not _is_conflict(e) or attempt == _CONFLICT_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (2**attempt))
+        raise AssertionError("unreachable")
+
+
+def _md5_etag(view: memoryview) -> str:
+    """The ETag S3 gives an object stored by one PutObject of `view` (without SSE-KMS): its MD5."""
+    return hashlib.md5(view, usedforsecurity=False).hexdigest()
+
+
+def _multipart_etag(digests: list[bytes]) -> str:
+    """The ETag S3 gives a completed multipart upload: MD5 of the parts' binary MD5s, '-', part count."""
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
 class _ViewBody(io.RawIOBase):
@@ -189,7 +249,7 @@ class _ViewBody(io.RawIOBase):
         return n
 
 
-class S3Store:
+class S3Store(BaseStore):
     """Objects stored as S3 objects `prefix + name` in `bucket`, through the caller's boto3 client.
 
     Thread-safe (boto3 clients are). `part_size` bounds a writer's memory
@@ -295,9 +355,8 @@ class S3Store:
             self, name, self._key(name), overwrite=overwrite or if_match is not None, if_match=if_match
         )
 
-    def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None:
+    def _put(self, name: str, view: memoryview, *, overwrite: bool) -> None:
         key = self._key(name)
-        view = as_byte_view(data)
         if view.nbytes > self._threshold:
             with S3ObjectWriter(self, name, key, overwrite=overwrite) as writer:
                 writer.write(view)
@@ -312,8 +371,31 @@ class S3Store:
             kwargs["IfNoneMatch"] = "*"
         if if_match is not None:
             kwargs["IfMatch"] = if_match
-        with _translated("PutObject", name, create_only=not overwrite, conditional=if_match is not None):
-            _retry_conflicts(self._client.put_object, Body=cast("IO[bytes]", _ViewBody(view)), **kwargs)
+        write = _ConditionalWrite(self._client.put_object, view, **kwargs)
+        try:
+            with _translated("PutObject", name, create_only=not overwrite, conditional=if_match is not None):
+                write.run()
+        except (ObjectExistsError, ObjectChangedError) as e:
+            if not self._landed(key, e, write, size=view.nbytes, etag=lambda: _md5_etag(view)):
+                raise
+
+    def _landed(
+        self, key: str, error: StorageError, write: _ConditionalWrite, *, size: int, etag: Callable[[], str]
+    ) -> bool:
+        """Whether a conditional write refused on a retry had in fact landed: our own lost response.
+
+        Only when botocore sent the request more than once (an earlier attempt
+        may have been delivered and its answer lost) and the object now there
+        has exactly the size and ETag of the bytes we sent. A refusal on a
+        first attempt is always a genuine conflict.
+        """
+        if not write.retried or not isinstance(error.__cause__, ClientError):
+            return False
+        try:
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError):
+            return False
+        return head.get("ContentLength") == size and str(head.get("ETag", "")).strip('"') == etag()
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -321,34 +403,28 @@ class S3Store:
         key = self._key(name)
         with _translated("HeadObject", name):
             head = self._client.head_object(Bucket=self._bucket, Key=key)
-        return S3Reader(self, name, key, size=int(head["ContentLength"]), etag=head["ETag"])
+        etag = head.get("ETag")
+        if not isinstance(etag, str) or not etag:
+            raise StorageError(f"S3 HeadObject for {name!r} answered without an ETag")
+        return S3Reader(self, name, key, size=_content_length(head, "HeadObject", name), etag=etag)
 
-    def get_bytes(self, name: str, *, max_size: int | None = None) -> bytes:
+    def _read_all(self, name: str, max_size: int | None) -> bytes:
         key = self._key(name)
-        if max_size is not None:
-            _positive_int(max_size, "max_size")
         with _translated("GetObject", name):
             response = self._client.get_object(Bucket=self._bucket, Key=key)
             body = response["Body"]
             try:
-                size = int(response["ContentLength"])
-                if max_size is not None and size > max_size:
-                    raise StorageError(f"{name!r} is {size} bytes, more than max_size={max_size}")
-                return body.read()
+                size = _content_length(response, "GetObject", name)
+                self._check_max_size(name, size, max_size)
+                return _read_exactly(body, size, name)
             finally:
                 body.close()
-
-    def exists(self, name: str) -> bool:
-        try:
-            self.size(name)
-        except ObjectNotFoundError:
-            return False
-        return True
 
     def size(self, name: str) -> int:
         key = self._key(name)
         with _translated("HeadObject", name):
-            return int(self._client.head_object(Bucket=self._bucket, Key=key)["ContentLength"])
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+        return _content_length(head, "HeadObject", name)
 
     def delete(self, name: str) -> None:
         key = self._key(name)
@@ -360,20 +436,12 @@ class S3Store:
 
     # -- listing -------------------------------------------------------------------------------
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        validate_prefix(prefix)
-        return self._list(prefix)
-
     def _list(self, prefix: str) -> Iterator[str]:
         for page in self._pages(prefix, delimiter=False):
             for item in page.get("Contents", ()):
                 name = item["Key"][len(self._prefix) :]
                 if is_valid_name(name):
                     yield name
-
-    def list_children(self, prefix: str = "") -> Iterator[str]:
-        validate_directory_prefix(prefix)
-        return self._list_children(prefix)
 
     def _list_children(self, prefix: str) -> Iterator[str]:
         cut = len(self._prefix)
@@ -389,20 +457,43 @@ class S3Store:
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": self._prefix + prefix, "MaxKeys": self._page_size}
         if delimiter:
             kwargs["Delimiter"] = "/"
+        seen: set[str] = set()
+        last = ""  # the greatest key or common prefix listed so far
+        empty = 0  # consecutive truncated pages that listed nothing
         while True:
             with _translated("ListObjectsV2", prefix):
                 page: dict[str, Any] = dict(self._client.list_objects_v2(**kwargs))
+            # A broken or hostile endpoint must not make a listing loop or repeat itself forever:
+            # keys come in strictly increasing order, and no continuation token comes twice.
+            entries = [item.get("Key", "") for item in page.get("Contents", ())]
+            entries += [item.get("Prefix", "") for item in page.get("CommonPrefixes", ())]
+            first = min(entries, default=None)
+            if first is not None and last and first <= last:
+                raise StorageError(f"S3 ListObjectsV2 for {prefix!r} went backwards (listed {last!r}, then {first!r})")
+            last = max(entries, default=last)
             yield page
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+            if token in seen:
+                raise StorageError(f"S3 ListObjectsV2 for {prefix!r} repeated a continuation token (a listing loop)")
+            seen.add(token)
+            empty = 0 if entries else empty + 1
+            if empty > _MAX_EMPTY_PAGES:
+                raise StorageError(f"S3 ListObjectsV2 for {prefix!r} returned {empty} empty truncated pages in a row")
             kwargs["ContinuationToken"] = token
 
 
 def _send_part(
     client: S3Client, *, bucket: str, key: str, name: str, upload_id: str, number: int, body: memoryview
-) -> CompletedPartTypeDef:
-    """One UploadPart of `body` (a filled slice of a part buffer); runs in the caller or a pool thread."""
+) -> tuple[CompletedPartTypeDef, bytes]:
+    """One UploadPart of `body` (a filled slice of a part buffer); runs in the caller or a pool thread.
+
+    Returns the part's entry for CompleteMultipartUpload and the MD5 of the
+    bytes sent (for the lost-response check at completion). botocore rewinds
+    the body for each of its own retries, so every attempt sends all of it.
+    """
+    digest = hashlib.md5(body, usedforsecurity=False).digest()
     with _translated("UploadPart", name):
         response = client.upload_part(
             Bucket=bucket,
@@ -415,7 +506,19 @@ def _send_part(
     part: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
     if "ChecksumCRC32" in response:
         part["ChecksumCRC32"] = response["ChecksumCRC32"]
-    return part
+    return part, digest
+
+
+def _ranges(numbers: list[int]) -> str:
+    """'1-3, 5' for [1, 2, 3, 5] (part numbers in error messages, kept short)."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    text = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans[:20])
+    return (text + ", ...") if len(spans) > 20 else (text or "none")
 
 
 class S3ObjectWriter(StickyWriterState):
@@ -459,8 +562,9 @@ class S3ObjectWriter(StickyWriterState):
         self._filled = 0
         self._upload_id: str | None = None
         self._next_number = 1
-        self._parts: list[CompletedPartTypeDef] = []  # finished parts, in completion order
-        self._pending: list[tuple[concurrent.futures.Future[CompletedPartTypeDef], memoryview]] = []
+        self._parts: list[tuple[CompletedPartTypeDef, bytes]] = []  # finished parts and MD5s, completion order
+        self._pending: list[tuple[concurrent.futures.Future[tuple[CompletedPartTypeDef, bytes]], memoryview]] = []
+        self._sent = 0  # bytes handed to UploadPart
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     def write(self, data: BytesLike, /) -> int:
@@ -492,6 +596,7 @@ class S3ObjectWriter(StickyWriterState):
         if number > MAX_PARTS:
             raise StorageError(f"{self._name!r} needs more than {MAX_PARTS} parts; use a larger part_size")
         body = self._buffer[: self._filled]
+        self._sent += self._filled
         args: dict[str, Any] = {
             "bucket": self._bucket,
             "key": self._key,
@@ -530,8 +635,13 @@ class S3ObjectWriter(StickyWriterState):
         """Take in finished uploads (after waiting per `wait`); re-raise the first failure."""
         if wait is not None and self._pending:
             concurrent.futures.wait([future for future, _ in self._pending], return_when=wait)
-        done = [item for item in self._pending if item[0].done()]
-        self._pending = [item for item in self._pending if not item[0].done()]
+        # One pass decides each upload's fate: two scans (done, then not done) would drop an
+        # upload that finished between them from both lists, and its part from the object.
+        done: list[tuple[concurrent.futures.Future[tuple[CompletedPartTypeDef, bytes]], memoryview]] = []
+        pending: list[tuple[concurrent.futures.Future[tuple[CompletedPartTypeDef, bytes]], memoryview]] = []
+        for item in self._pending:
+            (done if item[0].done() else pending).append(item)
+        self._pending = pending
         for future, buffer in done:
             self._parts.append(future.result())
             self._free.append(buffer)
@@ -563,25 +673,47 @@ class S3ObjectWriter(StickyWriterState):
 
     def _complete(self) -> None:
         assert self._upload_id is not None
-        parts = sorted(self._parts, key=lambda part: part["PartNumber"])
+        finished = sorted(self._parts, key=lambda item: item[0]["PartNumber"])
+        numbers = [part["PartNumber"] for part, _ in finished]
+        if numbers != list(range(1, self._next_number)):
+            # Never publish an object with a part missing or twice, whatever went wrong above.
+            raise StorageError(
+                f"refusing to complete {self._name!r}: uploaded parts {_ranges(numbers)}, "
+                f"expected 1-{self._next_number - 1}"
+            )
         kwargs: dict[str, Any] = {
             "Bucket": self._bucket,
             "Key": self._key,
             "UploadId": self._upload_id,
-            "MultipartUpload": {"Parts": parts},
+            "MultipartUpload": {"Parts": [part for part, _ in finished]},
         }
         if not self._overwrite:
             kwargs["IfNoneMatch"] = "*"
         if self._if_match is not None:
             kwargs["IfMatch"] = self._if_match
             self._check_still(self._if_match)
-        with _translated(
-            "CompleteMultipartUpload",
-            self._name,
-            create_only=not self._overwrite,
-            conditional=self._if_match is not None,
-        ):
-            _retry_conflicts(self._client.complete_multipart_upload, **kwargs)
+        write = _ConditionalWrite(self._client.complete_multipart_upload, **kwargs)
+        try:
+            with _translated(
+                "CompleteMultipartUpload",
+                self._name,
+                create_only=not self._overwrite,
+                conditional=self._if_match is not None,
+            ):
+                write.run()
+        except StorageError as e:
+            # A retried Complete whose first attempt landed is refused (412 if create-only or
+            # conditional) or finds its upload gone (NoSuchUpload): if the object is the one we
+            # assembled, we committed.
+            cause = e.__cause__
+            lost = isinstance(cause, ClientError) and (
+                isinstance(e, ObjectExistsError | ObjectChangedError) or _error_code(cause) == "NoSuchUpload"
+            )
+            digests = [digest for _, digest in finished]
+            if not lost or not self._store._landed(
+                self._key, e, write, size=self._sent, etag=lambda: _multipart_etag(digests)
+            ):
+                raise
         self._upload_id = None  # completed: nothing left to abort
 
     def _check_still(self, etag: str) -> None:
@@ -620,17 +752,6 @@ class S3ObjectWriter(StickyWriterState):
         self._free = []
         self._buffer = memoryview(bytearray(0))
         self._filled = 0
-
-    def __enter__(self) -> S3ObjectWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._state != OPEN:
-            return
-        if exc and exc[0] is not None:
-            self.abort()
-        else:
-            self.commit()
 
 
 class S3Reader:
@@ -727,6 +848,7 @@ class S3Reader:
                 raise
             body = response["Body"]
             try:
+                self._check_range(response, pos, end)
                 got = 0
                 while got < len(target):
                     # urllib3 serves readinto(b) through a temporary bytes of len(b): bound that copy.
@@ -738,6 +860,27 @@ class S3Reader:
                     got += n
             finally:
                 body.close()
+
+    def _check_range(self, response: Any, start: int, end: int) -> None:
+        """Refuse a response that is not exactly the pinned version's bytes start..end."""
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status != 206:
+            raise StorageError(
+                f"S3 GetObject for {self._name!r} answered a ranged read with HTTP {status}, not 206 "
+                "(the endpoint ignored the Range header)"
+            )
+        match = _CONTENT_RANGE_RE.match(str(response.get("ContentRange", "")))
+        got = tuple(int(group) for group in match.groups()) if match else None
+        if got != (start, end, self._size):
+            raise StorageError(
+                f"S3 GetObject for {self._name!r} returned Content-Range "
+                f"{str(response.get('ContentRange'))[:60]!r}, not bytes {start}-{end}/{self._size}"
+            )
+        if response.get("ContentLength") != end - start + 1:
+            raise StorageError(f"S3 GetObject for {self._name!r} returned a range of the wrong length")
+        etag = response.get("ETag")
+        if etag is not None and etag != self._etag:
+            raise StorageError(f"{self._name!r} was replaced while it was being read")
 
     def close(self) -> None:
         self._closed = True

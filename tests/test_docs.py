@@ -41,11 +41,31 @@ def test_python_example_runs(path: Path, line: int, code: str, tmp_path: Path, m
     from moto import mock_aws
 
     monkeypatch.chdir(tmp_path)
+    forget_fsspec_state()
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="bucket")
         kms = boto3.client("kms", region_name="us-east-1")
         kms.create_alias(AliasName="alias/acme", TargetKeyId=kms.create_key()["KeyMetadata"]["KeyId"])
         exec(compile(code, f"{path}:{line}", "exec"), {"__name__": "__doc_example__"})
+
+
+def forget_fsspec_state() -> None:
+    """Each block starts with no cached envelope filesystem or per-process plane (moto is reset between blocks)."""
+    try:
+        from dataplane.bulk import forget_process_planes
+        from dataplane.fs import EnvelopeFileSystem
+    except ImportError:  # fsspec is an extra
+        return
+    EnvelopeFileSystem.clear_instance_cache()
+    forget_process_planes()
+
+
+def test_the_ecosystem_guide_has_runnable_recipes() -> None:
+    blocks = [p for p in python_blocks() if p.values[0].name == "ecosystem.md" and not p.marks]
+    recipes = " ".join(p.values[2] for p in blocks)
+    for tool in ("pandas", "pyarrow", "PyFileSystem", "duckdb", "dask", "verify_all", "copy_prefix"):
+        assert tool in recipes, tool
+    assert len(blocks) >= 8
 
 
 def test_the_api_guide_has_runnable_examples() -> None:

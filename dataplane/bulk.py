@@ -26,7 +26,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -65,6 +65,7 @@ __all__ = [
     "copy_prefix",
     "forget_process_planes",
     "reads_planned_by",
+    "rekey_on",
     "verify_all",
 ]
 
@@ -339,6 +340,7 @@ class ContainerSpec:
             container_id=self.container_id,
             fetch_key=False,
         )
+        container.spec = self  # so that its bulk operations can run in other processes too
         return _Opened(container, store.substore(OBJECTS_PREFIX.rstrip("/")), s3)
 
     def s3_client(self) -> S3Client | None:
@@ -612,6 +614,26 @@ def _copy_batch(
         except Exception as exc:  # noqa: BLE001 - one bad object is reported, never stops the sweep
             out.append(_failure(src_name, exc))
     return out
+
+
+def _rekey_batch(spec: ContainerSpec, names: Sequence[str], newest: int) -> list[tuple[str, str, str]]:
+    container = spec.open()
+    return [container._rekey_outcome(name, newest) for name in names]
+
+
+def rekey_on(
+    executor: Executor, spec: ContainerSpec, names: Sequence[str], newest: int, batch_size: int = DEFAULT_BATCH_SIZE
+) -> Iterator[list[tuple[str, str, str]]]:
+    """`Container.rekey_all` on another process's executor: (spec, names) batches, never keys.
+
+    Yields each batch's outcomes as it finishes; a batch that fails as a whole fails each of its names.
+    """
+    futures = {executor.submit(_rekey_batch, spec, batch, newest): batch for batch in _batches(names, batch_size)}
+    for future in as_completed(futures):
+        try:
+            yield future.result()
+        except Exception as exc:  # noqa: BLE001 - e.g. a worker that cannot open the container
+            yield [(name, "failed", f"{type(exc).__name__}: {exc}") for name in futures[future]]
 
 
 def _batches(items: Sequence[_T], size: int) -> Iterator[list[_T]]:

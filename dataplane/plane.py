@@ -323,6 +323,9 @@ class Container:
         self._materials = self._load_materials()
         self._loaded_at = self._clock()
         self._closed = False
+        self.spec: object | None = None
+        """The `dataplane.bulk.ContainerSpec` this handle was opened from, if any: what lets its bulk
+        operations (`rekey_all`) run on process pools and Dask, which need picklable work items."""
 
     # -- generations --
 
@@ -495,7 +498,24 @@ class Container:
         if executor is None:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rekey") as pool:
                 return RekeyReport.of(_run_on(pool, self, names, newest, on_done))
-        return RekeyReport.of(_run_on(executor, self, names, newest, on_done))
+        if isinstance(executor, ThreadPoolExecutor):
+            return RekeyReport.of(_run_on(executor, self, names, newest, on_done))
+        # Another process (a process pool, a Dask cluster): work items are (spec, names), never keys.
+        from dataplane.bulk import ContainerSpec, rekey_on
+
+        if not isinstance(self.spec, ContainerSpec):
+            raise ValidationError(
+                "rekey_all on processes or Dask needs a container opened through dataplane.bulk.ContainerSpec "
+                "(a picklable configuration each worker opens it from); this one was opened directly"
+            )
+        outcomes: list[tuple[str, str, str]] = []
+        for batch in rekey_on(executor, self.spec, names, newest):
+            outcomes += batch
+            if on_done is not None:
+                for name, outcome, _ in batch:
+                    on_done(name, outcome)
+        order = {name: i for i, name in enumerate(names)}
+        return RekeyReport.of(sorted(outcomes, key=lambda o: order[o[0]]))
 
     def _rekey_outcome(self, name: str, newest: int) -> tuple[str, str, str]:
         try:

@@ -124,3 +124,33 @@ def test_a_tampered_partition_fails_the_dask_computation_with_authentication_err
     flip(options, victim, len(read_stored(options, victim)) // 2)
     with pytest.raises(AuthenticationError):
         dd.read_parquet("envelope://lake/t", storage_options=options).compute()
+
+
+def test_rekey_all_runs_on_the_cluster_one_decrypt_per_generation_per_worker(
+    client: Any, options: dict[str, Any]
+) -> None:
+    from controlplane import ControlPlane
+
+    spec = _spec(options)
+    container = spec.open()
+    for i in range(16):
+        container.put(f"k/{i:02d}.bin", bytes([i]) * (FRAME + i))
+    if options["kms"] == "aws":
+        import boto3
+
+        from envelope.kms import AwsKms
+
+        kms_client = boto3.client("kms", region_name=options["region"], endpoint_url=options["endpoint_url"])
+        s3_client = boto3.client("s3", region_name=options["region"], endpoint_url=options["endpoint_url"])
+        ControlPlane(AwsKms(kms_client), s3_client).rotate_container(options["container"])
+    else:
+        from envelope.kms import LocalKms
+
+        ControlPlane(LocalKms(options["kms"].removeprefix("local:"))).rotate_container(options["container"])
+    report = container.rekey_all("k/", executor=client.get_executor())
+    assert report.ok and sorted(report.rekeyed) == [f"k/{i:02d}.bin" for i in range(16)]
+    assert container.usage("k/") == {2: 16}
+    assert all(container.get(f"k/{i:02d}.bin") == bytes([i]) * (FRAME + i) for i in range(16))
+    # Work items carried (spec, names): each worker decrypted generation 1 and 2 once at most.
+    assert all(n <= 2 for n in decrypts_per_worker(client, spec))
+    assert container.rekey_all("k/", executor=client.get_executor()).rekeyed == ()

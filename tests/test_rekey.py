@@ -277,3 +277,27 @@ def test_sigkill_at_any_point_of_a_rekey_leaves_every_object_readable(tmp_path: 
         c.rekey_all("obj/")
         assert c.usage("obj/") == {2: count}
         assert all(c.get(f"obj/{i}") == content(i) for i in range(count))
+
+
+def test_rekey_all_on_a_process_pool_needs_a_spec_and_carries_only_configuration(tmp_path: Path) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dataplane.bulk import ContainerSpec
+    from envelope.errors import ValidationError
+
+    kms = LocalKms(tmp_path / "keystore")
+    kms.create_key(alias="alias/pool")
+    location = str(tmp_path / "c")
+    ControlPlane(kms).create_container(location, key_id="alias/pool")
+    spec = ContainerSpec(location=location, kms=f"local:{tmp_path / 'keystore'}")
+    container = spec.open()
+    for i in range(6):
+        container.put(f"p/{i}", b"%d" % i)
+    ControlPlane(kms).rotate_container(location)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with pytest.raises(ValidationError, match="ContainerSpec"):
+            DataPlane(kms).open(location).rekey_all(executor=pool)  # opened directly: nothing to ship
+        report = container.rekey_all("p/", executor=pool)
+    assert report.ok and len(report.rekeyed) == 6
+    assert container.usage("p/") == {2: 6}

@@ -115,7 +115,17 @@ TINY = replace(
 
 
 def _figures() -> dict[str, tuple[str, Callable[[Config, Context], dict[str, Any]]]]:
-    from bench import fig_fsspec, fig_kms, fig_peers, fig_provision, fig_random, fig_rss, fig_s3, fig_throughput
+    from bench import (
+        fig_fsspec,
+        fig_kms,
+        fig_peers,
+        fig_provision,
+        fig_random,
+        fig_rekey,
+        fig_rss,
+        fig_s3,
+        fig_throughput,
+    )
 
     return {
         "streams": ("1. stream throughput vs raw AES-GCM", fig_throughput.run_streams),
@@ -127,12 +137,13 @@ def _figures() -> dict[str, tuple[str, Callable[[Config, Context], dict[str, Any
         "provisioning": ("7. provisioning rate", fig_provision.run),
         "s3": ("8. S3 streaming", fig_s3.run),
         "fsspec": ("9. Parquet through envelope:// (opt-in)", fig_fsspec.run),
+        "rekey": ("10. rekey in place vs a durable copy; Dask 2 workers vs 1 (opt-in)", fig_rekey.run),
     }
 
 
 FIGURE_NAMES = ("streams", "threads", "peers", "rss", "random", "kms", "provisioning", "s3")
 # Run only when named with --only: they need the test extra's data tools (pandas, pyarrow, fsspec).
-OPT_IN_FIGURES = ("fsspec",)
+OPT_IN_FIGURES = ("fsspec", "rekey")
 
 
 class Context:

@@ -37,7 +37,7 @@ from envelope.header import (
     HEADER_NAME,
     PROVIDERS,
     ContainerHeader,
-    EncryptedDataKey,
+    WrappedDataKey,
     build_encryption_context,
     validate_labels,
 )
@@ -214,9 +214,9 @@ class ControlPlane:
                 f"{store.url} is not empty (it holds {first!r}); create containers at empty locations"
             )
 
-    def _data_key(self, generated: GeneratedDataKey) -> EncryptedDataKey:
+    def _data_key(self, generated: GeneratedDataKey) -> WrappedDataKey:
         try:
-            return EncryptedDataKey(
+            return WrappedDataKey(
                 provider=self._provider, key_id=generated.key_id, ciphertext=generated.ciphertext_blob
             )
         except (ValidationError, AttributeError) as e:

@@ -32,7 +32,7 @@ from dataplane.format import DATA_KEY_LENGTH, EncryptedDataKey, MessageHeader
 from dataplane.trust import KeyTrust
 from envelope.datakey import DataKey, DataKeyDecryptor
 from envelope.errors import AuthenticationError, KmsError
-from envelope.header import EncryptedDataKey as HeaderDataKey
+from envelope.header import WrappedDataKey
 from envelope.kmsarn import mrk_match
 
 __all__ = [
@@ -67,7 +67,7 @@ class Generation:
     """One data key of a container: the EDK the control plane stored and the context KMS binds it to."""
 
     number: int
-    data_key: HeaderDataKey
+    data_key: WrappedDataKey
     encryption_context: Mapping[str, str]
 
     @property
@@ -133,13 +133,13 @@ class KeyService:
         self.random_bytes = random_bytes
         self._refused = _RefusedEdks(max_refused, cache.max_age, time.monotonic)
 
-    def cache_key(self, edk: HeaderDataKey, context: Mapping[str, str]) -> Hashable:
+    def cache_key(self, edk: WrappedDataKey, context: Mapping[str, str]) -> Hashable:
         # The KMS object is part of the key: a key cached for one set of credentials is never served
         # to a plane whose KMS would not have authorized it. The lookup and the usage record both use
         # this one function, so the usage bounds always count against the entry that was served.
         return (self.kms, edk.provider, edk.key_id, edk.ciphertext, tuple(sorted(context.items())))
 
-    def data_key(self, edk: HeaderDataKey, context: Mapping[str, str], where: str) -> DataKey:
+    def data_key(self, edk: WrappedDataKey, context: Mapping[str, str], where: str) -> DataKey:
         """The plaintext data key for `edk` under `context`: trust check first, then cache, then one Decrypt."""
         self.trust.check(edk.key_id, where)
 
@@ -159,7 +159,7 @@ class KeyService:
 
         return self.cache.get(self.cache_key(edk, context), load)
 
-    def foreign_data_key(self, edk: HeaderDataKey, context: Mapping[str, str], where: str) -> DataKey:
+    def foreign_data_key(self, edk: WrappedDataKey, context: Mapping[str, str], where: str) -> DataKey:
         """Like `data_key`, for an EDK another SDK wrote; a permanent refusal is remembered, not retried."""
         cache_key = self.cache_key(edk, context)
         if cache_key in self._refused:
@@ -174,7 +174,7 @@ class KeyService:
                 self._refused.add(cache_key)
             raise
 
-    def record(self, edk: HeaderDataKey, context: Mapping[str, str], nbytes: int) -> None:
+    def record(self, edk: WrappedDataKey, context: Mapping[str, str], nbytes: int) -> None:
         self.cache.record_encryption(self.cache_key(edk, context), nbytes)
 
 

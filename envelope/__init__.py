@@ -12,12 +12,12 @@ from envelope.errors import (
     StorageError,
     ValidationError,
 )
-from envelope.header import ContainerHeader, EncryptedDataKey
+from envelope.header import ContainerHeader, WrappedDataKey
 
 __all__ = [
     "AuthenticationError",
     "ContainerHeader",
-    "EncryptedDataKey",
+    "WrappedDataKey",
     "EnvelopeError",
     "FormatError",
     "KmsError",

@@ -44,7 +44,7 @@ __all__ = [
     "RESERVED_PREFIX",
     "SUITE_ID",
     "ContainerHeader",
-    "EncryptedDataKey",
+    "WrappedDataKey",
     "FrozenMap",
     "build_encryption_context",
     "check_binding",
@@ -360,8 +360,10 @@ def _check_ciphertext(_: object, __: attrs.Attribute[bytes], value: object) -> N
 
 @final
 @attrs.frozen(kw_only=True)
-class EncryptedDataKey:
-    """One copy of the container's data key, encrypted by a KMS key (a CiphertextBlob)."""
+class WrappedDataKey:
+    """One copy of a container's data key as the header stores it: wrapped by a KMS key (its
+    CiphertextBlob), with who holds that key. Not to be confused with a message's encrypted data
+    keys (`dataplane.format.EncryptedDataKey`), the AWS Encryption SDK's wire form of the same key."""
 
     provider: str = attrs.field(validator=_check_provider)
     key_id: str = attrs.field(validator=_check_key_arn)
@@ -383,7 +385,7 @@ def _to_tuple(value: object) -> tuple[Any, ...]:
     if isinstance(value, tuple):
         return value
     if not isinstance(value, list):
-        raise ValidationError(f"data_keys must be a tuple or list of EncryptedDataKey, got {type(value).__name__}")
+        raise ValidationError(f"data_keys must be a tuple or list of WrappedDataKey, got {type(value).__name__}")
     return tuple(value)
 
 
@@ -392,8 +394,8 @@ def _check_data_keys(_: object, __: attrs.Attribute[Any], value: object) -> None
     if not 1 <= len(value) <= MAX_DATA_KEYS:
         raise ValidationError(f"data_keys must hold 1..{MAX_DATA_KEYS} entries, got {len(value)}")
     for i, key in enumerate(value):
-        if not isinstance(key, EncryptedDataKey):
-            raise ValidationError(f"data_keys[{i}] must be an EncryptedDataKey, got {type(key).__name__}")
+        if not isinstance(key, WrappedDataKey):
+            raise ValidationError(f"data_keys[{i}] must be an WrappedDataKey, got {type(key).__name__}")
 
 
 def _check_header_context(_: object, __: attrs.Attribute[Any], value: FrozenMap) -> None:
@@ -419,7 +421,7 @@ class ContainerHeader:
     version: int = attrs.field(default=FORMAT_VERSION, validator=_check_equals(FORMAT_VERSION, "version"))
     container_id: str = attrs.field(validator=lambda _, __, v: validate_container_id(v))
     suite: int = attrs.field(default=SUITE_ID, validator=_check_equals(SUITE_ID, "suite"))
-    data_keys: tuple[EncryptedDataKey, ...] = attrs.field(converter=_to_tuple, validator=_check_data_keys)
+    data_keys: tuple[WrappedDataKey, ...] = attrs.field(converter=_to_tuple, validator=_check_data_keys)
     encryption_context: FrozenMap = attrs.field(converter=_to_frozen_map, validator=_check_header_context)
     """The full context sent to KMS, reserved entries included."""
     created_at: datetime = attrs.field(converter=_to_utc)
@@ -569,7 +571,7 @@ def identify(doc: Any, format_name: str, version: int, document: str, fields: fr
     _check_fields(doc, fields, "document")
 
 
-def parse_data_keys(value: Any) -> tuple[EncryptedDataKey, ...]:
+def parse_data_keys(value: Any) -> tuple[WrappedDataKey, ...]:
     """The `data_keys` array of a header or generation record."""
     raw_keys = _typed(value, list, "data_keys")
     if not raw_keys:
@@ -585,13 +587,13 @@ def parse_data_keys(value: Any) -> tuple[EncryptedDataKey, ...]:
         key_id = _typed(raw["key_id"], str, f"{where}.key_id")
         ciphertext = _decode_ciphertext(_typed(raw["ciphertext"], str, f"{where}.ciphertext"), f"{where}.ciphertext")
         try:
-            data_keys.append(EncryptedDataKey(provider=provider, key_id=key_id, ciphertext=ciphertext))
+            data_keys.append(WrappedDataKey(provider=provider, key_id=key_id, ciphertext=ciphertext))
         except ValidationError as e:
             raise _fail(f"{where}: {e}") from None
     return tuple(data_keys)
 
 
-def data_keys_to_json(data_keys: tuple[EncryptedDataKey, ...]) -> list[dict[str, str]]:
+def data_keys_to_json(data_keys: tuple[WrappedDataKey, ...]) -> list[dict[str, str]]:
     """The JSON form of `data_keys` (ciphertexts as standard, padded base64)."""
     return [
         {"provider": k.provider, "key_id": k.key_id, "ciphertext": base64.b64encode(k.ciphertext).decode("ascii")}

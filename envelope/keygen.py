@@ -25,8 +25,8 @@ from envelope.header import (
     FORMAT_VERSION,
     SUITE_ID,
     ContainerHeader,
-    EncryptedDataKey,
     FrozenMap,
+    WrappedDataKey,
     _binding_problem,
     _check_data_keys,
     _check_equals,
@@ -126,7 +126,7 @@ class GenerationRecord:
     container_id: str = attrs.field(validator=lambda _, __, v: validate_container_id(v))
     generation: int = attrs.field(validator=_check_generation_number)
     suite: int = attrs.field(default=SUITE_ID, validator=_check_equals(SUITE_ID, "suite"))
-    data_keys: tuple[EncryptedDataKey, ...] = attrs.field(converter=_to_tuple, validator=_check_data_keys)
+    data_keys: tuple[WrappedDataKey, ...] = attrs.field(converter=_to_tuple, validator=_check_data_keys)
     encryption_context: FrozenMap = attrs.field(converter=_to_frozen_map, validator=_check_header_context)
     """The full context sent to KMS: the container's plus `envelope:generation`."""
     created_at: datetime = attrs.field(converter=_to_utc)

@@ -44,7 +44,7 @@ from dataplane.format import (
 )
 from dataplane.stream import BufferSource, MessageReader, MessageWriter
 from envelope.errors import AuthenticationError, FormatError
-from envelope.header import ContainerHeader, EncryptedDataKey, build_encryption_context
+from envelope.header import ContainerHeader, WrappedDataKey, build_encryption_context
 
 __all__ = [
     "FUZZ_KEY",
@@ -107,7 +107,7 @@ def container_header_seeds() -> list[bytes]:
         header = ContainerHeader(
             container_id=container_id,
             data_keys=tuple(
-                EncryptedDataKey(
+                WrappedDataKey(
                     provider=provider,
                     key_id=arn if provider == "aws-kms" else local_arn,
                     ciphertext=hashlib.sha512(bytes([n, i])).digest()[: 40 + 30 * i],

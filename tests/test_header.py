@@ -13,7 +13,7 @@ from aws_encryption_sdk.internal.formatting.encryption_context import serialize_
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from envelope import ContainerHeader, EncryptedDataKey
+from envelope import ContainerHeader, WrappedDataKey
 from envelope.errors import FormatError, UnsupportedFormatError, ValidationError
 from envelope.header import (
     CONTEXT_CONTAINER_ID,
@@ -41,7 +41,7 @@ WHEN = datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
 def make_header(**overrides: Any) -> ContainerHeader:
     fields: dict[str, Any] = {
         "container_id": CID,
-        "data_keys": (EncryptedDataKey(provider="aws-kms", key_id=ARN, ciphertext=BLOB),),
+        "data_keys": (WrappedDataKey(provider="aws-kms", key_id=ARN, ciphertext=BLOB),),
         "encryption_context": build_encryption_context({"tenant": "acme"}, CID),
         "created_at": WHEN,
         "labels": {"team": "storage"},
@@ -159,7 +159,7 @@ def test_header_is_frozen_hashable_and_its_maps_immutable() -> None:
 
 
 def test_data_key_repr_shows_only_the_ciphertext_length() -> None:
-    edk = EncryptedDataKey(provider="local", key_id=ARN, ciphertext=b"\x01secret-ish\x02")
+    edk = WrappedDataKey(provider="local", key_id=ARN, ciphertext=b"\x01secret-ish\x02")
     text = repr(edk)
     assert "<12 bytes>" in text
     assert "secret" not in text
@@ -216,7 +216,7 @@ def test_constructor_rejects_values_outside_the_schema(overrides: dict[str, Any]
 def test_encrypted_data_key_rejects_values_outside_the_schema(edk: dict[str, Any], fragment: str) -> None:
     fields: dict[str, Any] = {"provider": "aws-kms", "key_id": ARN, "ciphertext": BLOB, **edk}
     with pytest.raises(ValidationError, match=fragment):
-        EncryptedDataKey(**fields)
+        WrappedDataKey(**fields)
 
 
 @pytest.mark.parametrize(
@@ -292,7 +292,7 @@ key_arns = st.builds(
     st.uuids().map(str),
 )
 data_keys = st.builds(
-    EncryptedDataKey,
+    WrappedDataKey,
     provider=st.sampled_from(["aws-kms", "local"]),
     key_id=key_arns,
     ciphertext=st.binary(min_size=1, max_size=6144),
@@ -482,7 +482,7 @@ def test_largest_valid_header_is_within_the_parser_cap() -> None:
     n = MAX_CONTEXT_BYTES - serialized_context_size(reserved) - 5
     uuid_part = "1234abcd-12ab-34cd-56ef-1234567890ab"
     region = "r" * (2048 - len(f"arn:aws:kms::111122223333:key/{uuid_part}"))  # the longest key ARN KMS allows
-    edk = EncryptedDataKey(
+    edk = WrappedDataKey(
         provider="aws-kms", key_id=f"arn:aws:kms:{region}:111122223333:key/{uuid_part}", ciphertext=b"x" * 6144
     )
     h = make_header(

@@ -474,6 +474,7 @@ class Container:
         executor: Executor | None = None,
         workers: int = 4,
         on_done: Callable[[str, str], None] | None = None,
+        batch_size: int = 4,
     ) -> RekeyReport:
         """Rekey every object under `prefix` to the newest generation; one bad object never stops the sweep.
 
@@ -482,7 +483,9 @@ class Container:
         `workers` threads of this process. Resumable: run it again and what
         is already current is counted, not rewritten. `on_done(name, outcome)`
         is called as each object finishes ("rekeyed", "current" or "failed"),
-        for progress reporting.
+        for progress reporting. On other processes, names travel in batches of
+        `batch_size` (small, so that a few large objects still spread over
+        the workers).
         """
         self._check_open()
         if prefix:
@@ -509,7 +512,9 @@ class Container:
                 "(a picklable configuration each worker opens it from); this one was opened directly"
             )
         outcomes: list[tuple[str, str, str]] = []
-        for batch in rekey_on(executor, self.spec, names, newest):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError("batch_size must be an int >= 1")
+        for batch in rekey_on(executor, self.spec, names, newest, batch_size):
             outcomes += batch
             if on_done is not None:
                 for name, outcome, _ in batch:

@@ -47,6 +47,7 @@ from envelope.errors import (
     KmsNotFoundError,
     ValidationError,
 )
+from envelope.kmsarn import ALIAS_NAME
 
 __all__ = ["KeyInfo", "LocalKms"]
 
@@ -57,7 +58,6 @@ _BLOB_MAGIC = b"ELK\x01"
 _NONCE = 12
 _TAG = 16
 _BLOB_HEADER = len(_BLOB_MAGIC) + 16 + _NONCE
-_ALIAS = re.compile(r"alias/[A-Za-z0-9/_-]{1,250}")
 _PARTITION = "aws"
 _KEY_ARN_PREFIX = f"arn:{_PARTITION}:kms:{_REGION}:{_ACCOUNT}:key/"
 _ALIAS_ARN_PREFIX = f"arn:{_PARTITION}:kms:{_REGION}:{_ACCOUNT}:"
@@ -313,7 +313,7 @@ class LocalKms:
 
     @staticmethod
     def _check_alias(alias: object) -> None:
-        if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias.startswith("alias/aws/"):
+        if not isinstance(alias, str) or not ALIAS_NAME.fullmatch(alias) or alias.startswith("alias/aws/"):
             raise ValidationError("alias must be spelled alias/NAME (letters, digits, / _ -), not alias/aws/...")
 
     def create_alias(self, alias: str, key_id: str) -> None:

@@ -65,6 +65,8 @@ at least one frame), and each task seals or opens a contiguous run of up to one 
 a hand-off to a worker costs tens of microseconds, so runs must be long to pay off."""
 
 SLOT_MIN_BYTES = 4096
+"""A slot's buffer starts at least this large and grows by doubling, so a writer fed many tiny
+writes reallocates O(log n) times rather than once per write (and never beyond its capacity)."""
 
 _REGULAR_IV_START, _REGULAR_IV_STOP = REGULAR_FRAME_IV.start, REGULAR_FRAME_IV.stop
 

@@ -60,6 +60,10 @@ __all__ = ["Container", "DataPlane", "ObjectInfo", "RekeyReport", "VerifyResult"
 LocationLike = Store | str | os.PathLike[str]
 
 
+_VERIFY_MIN_CHUNK = 4096
+_VERIFY_MAX_CHUNK = 4 << 20
+
+
 def _writable_frame_length(frame_length: int) -> bool:
     try:
         check_frame_length(frame_length)
@@ -679,7 +683,9 @@ class Container:
         """Authenticate every frame of `name` without keeping any plaintext."""
         r, resolution = self._open_reader(name)
         with r:
-            scratch = bytearray(min(max(r.header.frame_length, 4096), 4 << 20))
+            # One frame per readinto when frames are at least a page; capped at 4 MiB so a hostile
+            # frame length cannot make verification allocate more than that (the reader splits reads).
+            scratch = bytearray(min(max(r.header.frame_length, _VERIFY_MIN_CHUNK), _VERIFY_MAX_CHUNK))
             view = memoryview(scratch)
             total = 0
             while n := r.readinto(view):

@@ -48,7 +48,7 @@ from envelope.errors import (
     ValidationError,
 )
 from envelope.header import OBJECTS_PREFIX, SUITE_ID, ContainerHeader, check_binding
-from envelope.keygen import KeyGeneration, generation_record_name
+from envelope.keygen import CONTEXT_GENERATION, KeyGeneration, generation_record_name
 from envelope.kmsparams import validate_grant_tokens
 from envelope.storage import ObjectWriter, Store, open_store, validate_name, validate_prefix
 
@@ -58,6 +58,11 @@ if TYPE_CHECKING:
 __all__ = ["Container", "DataPlane", "ObjectInfo", "RekeyReport", "VerifyResult", "message_provider_id"]
 
 LocationLike = Store | str | os.PathLike[str]
+
+
+def _claims_newer_generation(header: MessageHeader, materials: KeyMaterials) -> bool:
+    claimed = header.encryption_context.get(CONTEXT_GENERATION, "")
+    return claimed.isdecimal() and len(claimed) <= 8 and int(claimed) > materials.primary.number
 
 
 _VERIFY_MIN_CHUNK = 4096
@@ -360,13 +365,21 @@ class Container:
             return self._refresh(loaded_at)
         return self._materials
 
+    def _materials_for(self, header: MessageHeader) -> KeyMaterials:
+        """The materials to judge a message header by: re-read once if it names a newer generation.
+
+        Only a header whose context claims a generation newer than any this
+        handle knows triggers the re-read, so junk or unbound messages cost no
+        extra storage requests.
+        """
+        loaded_at, materials = self._loaded_at, self._materials
+        if materials.written_under(header) is None and _claims_newer_generation(header, materials):
+            return self._refresh(loaded_at)
+        return materials
+
     def _generation_for(self, header: MessageHeader) -> Generation | None:
-        """The generation a message header was written under; a miss re-reads the records once."""
-        loaded_at = self._loaded_at
-        found = self._materials.written_under(header)
-        if found is None:
-            found = self._refresh(loaded_at).written_under(header)
-        return found
+        """The generation a message header was written under (None: not one of ours)."""
+        return self._materials_for(header).written_under(header)
 
     @property
     def generation(self) -> int:
@@ -760,10 +773,7 @@ class _Resolution:
         self._found: ReadMaterials | None = None
 
     def resolve_key(self, header: MessageHeader) -> DataKey:
-        container = self._container
-        materials = container._materials
-        if materials.written_under(header) is None:
-            materials = container._refresh(container._loaded_at)  # perhaps a generation this handle has not seen
+        materials = self._container._materials_for(header)  # perhaps a generation this handle has not seen
         self._found = materials.for_reading(header, allow_unbound=self._allow_unbound)
         return self._found.data_key
 

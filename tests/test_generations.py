@@ -298,3 +298,33 @@ def test_rotation_never_takes_its_kms_key_from_a_record(world: dict[str, Any]) -
     assert not (location / generation_record_name(3)).exists()
     # an explicit key is the operator's decision, and after a migration rotations keep naming it
     assert cp.rotate_container(str(location), key_id=world["first"]).key_id == world["first"]
+
+
+def test_only_a_message_claiming_a_newer_generation_makes_a_reader_re_read_the_records(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    kms, location = world["kms"], world["location"]
+    reader = DataPlane(kms).open(str(location))
+    listings: list[str] = []
+    real_list = reader._store.list
+
+    def counting_list(prefix: str = "") -> Any:
+        listings.append(prefix)
+        return real_list(prefix)
+
+    reader._store.list = counting_list  # type: ignore[method-assign]
+    other = tmp_path / "other"
+    ControlPlane(kms).create_container(str(other), key_id=world["first"])
+    with DataPlane(kms).open(str(other)) as c:
+        c.put("junk", b"from another container")
+    (location / "objects").mkdir(exist_ok=True)
+    shutil.copyfile(other / "objects" / "junk", location / "objects" / "junk")
+    for _ in range(3):
+        with pytest.raises(AuthenticationError):
+            reader.get("junk")
+    assert listings == [], "a foreign message must not cost a re-read of the generation records"
+    ControlPlane(kms).rotate_container(str(location))
+    with DataPlane(kms).open(str(location)) as writer:
+        writer.put("new", b"generation two")
+    assert reader.get("new") == b"generation two"  # claims generation 2: one re-read
+    assert listings == ["keys/"]

@@ -19,7 +19,6 @@ import pytest
 
 from controlplane import ControlPlane
 from dataplane import DataKeyCache, DataPlane
-from envelope.datakey import DataKey
 from envelope.errors import (
     AuthenticationError,
     FormatError,
@@ -29,17 +28,7 @@ from envelope.errors import (
 )
 from envelope.keygen import generation_record_name
 from envelope.kms import LocalKms
-
-
-class CountingKms:
-    provider_id = "local"
-
-    def __init__(self, kms: LocalKms) -> None:
-        self.kms, self.decrypts = kms, 0
-
-    def decrypt(self, ciphertext_blob: bytes, **kw: Any) -> DataKey:
-        self.decrypts += 1
-        return self.kms.decrypt(ciphertext_blob, **kw)
+from tests.support.counting import CountingDecryptor
 
 
 class Clock:
@@ -135,7 +124,7 @@ def test_tampered_generation_records_are_refused(world: dict[str, Any], tmp_path
     record2 = location / generation_record_name(2)
     record3 = location / generation_record_name(3)
     original2, original3 = record2.read_bytes(), record3.read_bytes()
-    counting = CountingKms(kms)
+    counting = CountingDecryptor(kms)
 
     def refused(expected: type[Exception]) -> None:
         before = counting.decrypts
@@ -178,7 +167,7 @@ def test_tampered_generation_records_are_refused(world: dict[str, Any], tmp_path
 def test_a_generation_under_an_untrusted_key_is_refused_before_kms(world: dict[str, Any]) -> None:
     kms, location = world["kms"], str(world["location"])
     ControlPlane(kms).rotate_container(location, key_id=world["second"])
-    counting = CountingKms(kms)
+    counting = CountingDecryptor(kms)
     with pytest.raises(AuthenticationError, match="generation 2"):
         DataPlane(counting, key_ids=[world["first"]]).open(location)
     assert counting.decrypts == 0

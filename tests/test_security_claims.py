@@ -38,22 +38,10 @@ from envelope.errors import AccessDeniedError, AuthenticationError, DisabledErro
 from envelope.header import HEADER_NAME, OBJECTS_PREFIX, ContainerHeader
 from envelope.kms import AwsKms, LocalKms
 from tests.conftest import FAST_RETRIES, REGION
+from tests.support.counting import CountingDecryptor
 from tests.support.faults import KmsFaults
 
 CONTEXT = {"tenant": "acme"}
-
-
-class CountingKms:
-    """A LocalKms that counts Decrypt calls (the plane only ever calls `decrypt`)."""
-
-    def __init__(self, inner: LocalKms) -> None:
-        self.inner = inner
-        self.provider_id = inner.provider_id
-        self.decrypts = 0
-
-    def decrypt(self, ciphertext_blob: bytes, **kwargs: Any) -> Any:
-        self.decrypts += 1
-        return self.inner.decrypt(ciphertext_blob, **kwargs)
 
 
 def _local_container(tmp_path: Path, name: str = "c") -> tuple[LocalKms, str]:
@@ -98,7 +86,7 @@ def test_a_cache_shared_by_planes_with_different_kms_objects_asks_each_kms(
 def test_a_warm_plane_does_not_serve_its_cached_key_for_an_edited_context(tmp_path: Path) -> None:
     """Editing the header's context in storage makes the next open go to KMS, which refuses it."""
     kms, location = _local_container(tmp_path)
-    counting = CountingKms(kms)
+    counting = CountingDecryptor(kms)
     plane = DataPlane(counting)
     plane.open(location).put("doc", b"secret")
     assert counting.decrypts == 1
@@ -119,7 +107,7 @@ def test_a_warm_plane_does_not_serve_its_cached_key_for_an_edited_context(tmp_pa
 
 def test_max_messages_forces_a_fresh_decrypt_on_the_next_write(tmp_path: Path) -> None:
     kms, location = _local_container(tmp_path)
-    counting = CountingKms(kms)
+    counting = CountingDecryptor(kms)
     plane = DataPlane(counting, cache=DataKeyCache(max_messages=1))
     container = plane.open(location)
     assert counting.decrypts == 1
@@ -136,7 +124,7 @@ def test_max_messages_forces_a_fresh_decrypt_on_the_next_write(tmp_path: Path) -
 
 def test_max_bytes_forces_a_fresh_decrypt_once_the_bytes_are_spent(tmp_path: Path) -> None:
     kms, location = _local_container(tmp_path)
-    counting = CountingKms(kms)
+    counting = CountingDecryptor(kms)
     plane = DataPlane(counting, cache=DataKeyCache(max_bytes=20_000))
     container = plane.open(location)
     container.put("small-1", bytes(1_000))
@@ -156,7 +144,7 @@ def test_usage_is_counted_per_container_not_per_plane(tmp_path: Path) -> None:
     """The usage record lands on the entry the lookup used: another container's writes do not count."""
     kms, first = _local_container(tmp_path, "first")
     _, second = _local_container(tmp_path, "second")
-    counting = CountingKms(kms)
+    counting = CountingDecryptor(kms)
     plane = DataPlane(counting, cache=DataKeyCache(max_messages=2))
     a, b = plane.open(first), plane.open(second)
     assert counting.decrypts == 2
@@ -276,7 +264,7 @@ def test_a_message_bound_to_another_container_is_rejected_by_the_reader(tmp_path
 def test_a_message_under_another_context_is_refused_before_its_key_is_used(tmp_path: Path) -> None:
     """The container's encrypted data key alone does not make a message the container's: its context must match."""
     kms, location = _local_container(tmp_path)
-    counting = CountingKms(kms)
+    counting = CountingDecryptor(kms)
     container = DataPlane(counting).open(location)
     key = container.data_key()
     (edk,) = container.header.data_keys

@@ -15,33 +15,20 @@ import pytest
 from controlplane import ControlPlane
 from dataplane import DataPlane
 from dataplane.trust import KeyTrust
-from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, KmsError, ValidationError
 from envelope.kms import AwsKms, LocalKms
+from tests.support.counting import CountingDecryptor
 from tests.support.faults import KmsFaults
 
 
-class CountingKms:
-    """A LocalKms seen through a counter: every Decrypt that reaches the keystore is counted."""
-
-    provider_id = "local"
-
-    def __init__(self, kms: LocalKms) -> None:
-        self.kms, self.decrypts = kms, 0
-
-    def decrypt(self, ciphertext_blob: bytes, **kw: Any) -> DataKey:
-        self.decrypts += 1
-        return self.kms.decrypt(ciphertext_blob, **kw)
-
-
 @pytest.fixture
-def tenants(tmp_path: Path) -> tuple[CountingKms, str, Path, Path]:
+def tenants(tmp_path: Path) -> tuple[CountingDecryptor, str, Path, Path]:
     kms = LocalKms(tmp_path / "keystore")
     arn = kms.create_key(alias="alias/shared")
     acme, globex = tmp_path / "acme", tmp_path / "globex"
     for location, tenant in ((acme, "acme"), (globex, "globex")):
         ControlPlane(kms).create_container(str(location), key_id=arn, encryption_context={"tenant": tenant})
-    return CountingKms(kms), arn, acme, globex
+    return CountingDecryptor(kms), arn, acme, globex
 
 
 def test_another_tenants_header_is_refused_when_the_context_is_pinned(tenants: Any) -> None:
@@ -70,8 +57,10 @@ def test_a_pinned_container_id_must_match(tenants: Any) -> None:
 
 def test_a_header_under_an_untrusted_local_key_is_refused_without_a_decrypt(tenants: Any, tmp_path: Path) -> None:
     kms, arn, acme, _ = tenants
-    other = kms.kms.create_key(alias="alias/attacker")
-    ControlPlane(kms.kms).create_container(str(tmp_path / "evil"), key_id=other, encryption_context={"tenant": "acme"})
+    other = kms.inner.create_key(alias="alias/attacker")
+    ControlPlane(kms.inner).create_container(
+        str(tmp_path / "evil"), key_id=other, encryption_context={"tenant": "acme"}
+    )
     shutil.copyfile(tmp_path / "evil" / "container.json", acme / "container.json")
     with pytest.raises(AuthenticationError, match="not one of this DataPlane's key_ids"):
         DataPlane(kms, key_ids=[arn]).open(str(acme))

@@ -747,12 +747,14 @@ def copy_prefix(
     size = _check_batch_size(batch_size)
     pool = _check_executor(executor)
     pairs: list[tuple[str, str]] = []
+    unmappable: list[BulkFailure] = []
     for name in src.open().list(prefix):
         target = name if dst_prefix is None else dst_prefix + name[len(prefix) :]
         try:
             validate_name(target)
-        except EnvelopeError as exc:
-            raise ValidationError(f"{name!r} maps to an invalid destination name: {exc}") from None
+        except EnvelopeError as exc:  # one bad name never stops the sweep: report it, copy the rest
+            unmappable.append(_failure(name, ValidationError(f"maps to an invalid destination name: {exc}")))
+            continue
         pairs.append((name, target))
     results = _run(
         pool,
@@ -762,5 +764,5 @@ def copy_prefix(
     )
     return CopyReport(
         copied=tuple(r for r in results if isinstance(r, str)),
-        failed=tuple(r for r in results if isinstance(r, BulkFailure)),
+        failed=tuple(unmappable) + tuple(r for r in results if isinstance(r, BulkFailure)),
     )

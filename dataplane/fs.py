@@ -31,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import os
+import secrets
 import sys
 import threading
 from collections.abc import Sequence
@@ -331,6 +333,56 @@ class EnvelopeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         with self.open(path, "xb" if mode == "create" else "wb") as f:
             f.write(value)
 
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        """fsspec's `open`; text modes get a wrapper that, when dropped unclosed, publishes nothing.
+
+        fsspec wraps a text mode's binary file in `io.TextIOWrapper`, whose finalizer closes (and
+        so would publish) a file its writer abandoned halfway. Ours aborts it instead, like a
+        dropped binary file.
+        """
+        if "b" in mode or "r" in mode:
+            return super().open(path, mode, **kwargs)
+        text = {k: kwargs.pop(k) for k in ("encoding", "errors", "newline") if k in kwargs}
+        binary = super().open(path, mode.replace("t", "") + "b", **kwargs)
+        if not isinstance(binary, EnvelopeWriteFile):  # compressed: the codec's finalizer is fsspec's
+            return io.TextIOWrapper(binary, **text)
+        return _DiscardingTextWrapper(binary, **text)
+
+    def get_file(self, rpath: str, lpath: Any = None, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
+        """Copy an object's plaintext to a local file that appears only once every frame authenticated.
+
+        The plaintext goes to a 0600 temp file created (O_EXCL, O_NOFOLLOW) next to `lpath` and is
+        renamed over it at the end: a failure leaves no partial plaintext (fsspec's caching layers,
+        e.g. ``simplecache::``, take any file present as complete), and the rename replaces a
+        symbolic link at `lpath` rather than writing through it.
+        """
+        if outfile is not None or not isinstance(lpath, str | os.PathLike):
+            return super().get_file(rpath, lpath, callback=callback, outfile=outfile, **kwargs)  # type: ignore[no-any-return]
+        target = os.fspath(lpath)
+        if self.isdir(rpath):
+            os.makedirs(target, exist_ok=True)
+            return None
+        directory = os.path.dirname(os.path.abspath(target)) or "."
+        os.makedirs(directory, exist_ok=True)
+        temp = os.path.join(directory, f".{os.path.basename(target)[:200]}.{secrets.token_hex(8)}.envelope-tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out, self.open(rpath, "rb", **kwargs) as source:
+                if callback is not None:
+                    callback.set_size(getattr(source, "size", None))
+                while data := source.read(self.blocksize):
+                    out.write(data)
+                    if callback is not None:
+                        callback.relative_update(len(data))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        return None
+
     def _open(
         self,
         path: str,
@@ -521,6 +573,15 @@ class EnvelopeReadFile(io.BufferedIOBase):
         raise TypeError("an open envelope file cannot be pickled (pickle the filesystem instead)")
 
 
+class _DiscardingTextWrapper(io.TextIOWrapper):
+    """A text-mode envelope file: dropped without `close()`, it aborts instead of publishing."""
+
+    def __del__(self) -> None:
+        buffer = self.buffer
+        if isinstance(buffer, EnvelopeWriteFile) and not buffer.closed:
+            buffer.discard()
+
+
 class EnvelopeWriteFile(io.BufferedIOBase):
     """A write-only file that encrypts into a new object, visible only after a clean close.
 
@@ -543,6 +604,10 @@ class EnvelopeWriteFile(io.BufferedIOBase):
 
     def __repr__(self) -> str:
         return f"<EnvelopeWriteFile {self.path!r}>"
+
+    @property
+    def name(self) -> str:
+        return self.path
 
     def readable(self) -> bool:
         return False

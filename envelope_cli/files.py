@@ -38,19 +38,19 @@ import re
 import secrets
 import stat
 import sys
-import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import BinaryIO, Final
 
+from envelope.storage.local import stale_temp_files_at
+
 __all__ = [
     "TEMP_NAME",
     "OutputTarget",
-    "find_stale_temp_files",
     "open_input",
     "prepare_output",
-    "remove_stale_temp_file",
+    "stale_temp_files",
 ]
 
 _O_TMPFILE: int | None = getattr(os, "O_TMPFILE", None)
@@ -72,7 +72,21 @@ def open_input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
         source: BinaryIO = sys.stdin.buffer
         yield source, _regular_size(source)
         return
-    with open(path, "rb") as source:
+    number = open_descriptor(path)
+    resolved = _resolve(path) if number is None else number
+    if isinstance(resolved, int):  # /dev/stdin, /dev/fd/N: the descriptor this process already has
+        with os.fdopen(os.dup(resolved), "rb") as source:
+            yield source, _regular_size(source)
+        return
+    dir_fd, leaf, st = resolved
+    try:
+        if st is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        _check_may_use_special(dir_fd, st, path, "read")
+        fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as source:
         yield source, _regular_size(source)
 
 
@@ -111,6 +125,25 @@ def _check_may_follow(dir_fd: int, link: os.stat_result, path: str) -> None:
             errno.EACCES,
             f"refusing to follow a symbolic link owned by another user (uid {link.st_uid}) in a sticky "
             "world-writable directory: it could redirect the plaintext (the kernel's protected_symlinks rule)",
+            path,
+        )
+
+
+def _check_may_use_special(dir_fd: int, st: os.stat_result, path: str, what: str) -> None:
+    """The kernel's protected_fifos rule (its strictest setting), whatever the sysctl says.
+
+    A FIFO or device in a sticky directory that others can write to, owned by neither us nor the
+    directory's owner, is refused: another user could read our plaintext from it (or feed a `put`).
+    """
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return
+    directory = os.fstat(dir_fd)
+    shared = directory.st_mode & stat.S_ISVTX and directory.st_mode & (stat.S_IWOTH | stat.S_IWGRP)
+    if shared and st.st_uid not in (os.geteuid(), directory.st_uid):
+        raise PermissionError(
+            errno.EACCES,
+            f"refusing to {what} a FIFO or device owned by another user (uid {st.st_uid}) in a shared sticky "
+            "directory: they could read or feed the data (the kernel's protected_fifos rule)",
             path,
         )
 
@@ -199,6 +232,7 @@ class OutputTarget:
         self._dir_fd: int | None = None
         self._leaf = ""
         self._special = False
+        self._special_id = (0, 0)
         number = open_descriptor(path)
         resolved = _resolve(path) if number is None else number
         if isinstance(resolved, int):
@@ -210,7 +244,9 @@ class OutputTarget:
             if st is not None and stat.S_ISDIR(st.st_mode):
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
             if st is not None and not stat.S_ISREG(st.st_mode):
+                _check_may_use_special(self._dir_fd, st, path, "write to")
                 self._special = True  # a FIFO, a terminal, /dev/null: written in place, never replaced
+                self._special_id = (st.st_dev, st.st_ino)
             elif st is not None and not overwrite:
                 raise FileExistsError(errno.EEXIST, "File exists (pass --overwrite to replace it)", path)
         except BaseException:
@@ -242,6 +278,10 @@ class OutputTarget:
         assert self._dir_fd is not None, "the output target is closed"
         if self._special:
             fd = os.open(self._leaf, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dir_fd)
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != self._special_id:  # swapped since it was judged
+                os.close(fd)
+                raise PermissionError(errno.EACCES, "the output file changed while it was being opened", self.path)
             with os.fdopen(fd, "wb") as direct:
                 yield direct
             return
@@ -383,46 +423,25 @@ def _fsync_directory(path_fd: int) -> None:
 # -- stale temp files (`envelope gc`) ----------------------------------------------------------------
 
 
-def find_stale_temp_files(directory: str, older_than: float, *, recursive: bool) -> list[str]:
-    """Paths of temp files (TEMP_NAME) in `directory` not modified for `older_than` seconds and not
-    held by a live writer. Symbolic links are never followed; nothing is changed."""
-    cutoff = time.time() - older_than
-    found: list[str] = []
-    for root, dirs, files in os.walk(directory, followlinks=False):
-        for entry in sorted(files):
-            if TEMP_NAME.match(entry) and _is_stale(os.path.join(root, entry), cutoff, remove=False):
-                found.append(os.path.join(root, entry))
-        if not recursive:
-            break
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-    return found
+def stale_temp_files(directory: str, older_than: float, *, remove: bool) -> list[str]:
+    """Paths of `get -o`'s stale temp files (TEMP_NAME) directly in `directory`, removed when `remove`.
 
-
-def remove_stale_temp_file(path: str, older_than: float) -> bool:
-    """Remove one temp file if it is still stale and unheld; False when it was left alone."""
-    return _is_stale(path, time.time() - older_than, remove=True)
-
-
-def _is_stale(path: str, cutoff: float, *, remove: bool) -> bool:
+    The directory is reached by the same rule as `get -o`'s output (no other user's link is
+    followed), and scanned and cleaned through its descriptor by the storage layer's scanner:
+    nothing is looked up by path after that, so no link swapped in meanwhile is followed.
+    """
+    resolved = _resolve(directory)
+    if isinstance(resolved, int):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", directory)
+    parent_fd, leaf, st = resolved
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_mtime > cutoff:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False  # a live writer holds it
-        if remove:
-            now = os.lstat(path)
-            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-                return False
-            os.unlink(path)
-        return True
-    except OSError:
-        return False
+        if st is None:
+            raise FileNotFoundError(errno.ENOENT, "No such directory", directory)
+        dir_fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
     finally:
-        os.close(fd)
+        os.close(parent_fd)
+    try:
+        names = stale_temp_files_at(dir_fd, older_than, recursive=False, remove=remove)
+    finally:
+        os.close(dir_fd)
+    return [os.path.join(directory, name) for name in names]

@@ -18,15 +18,13 @@ nothing is removed without --yes. Nothing here reads or decrypts an object.
 from __future__ import annotations
 
 import argparse
-import errno
-import os
 import re
 from typing import Any
 
 from envelope.containers import read_container_header
 from envelope.storage import LocalStore
 from envelope_cli.exitcodes import CliError, ExitCode
-from envelope_cli.files import find_stale_temp_files, remove_stale_temp_file
+from envelope_cli.files import stale_temp_files
 from envelope_cli.output import Output
 from envelope_cli.session import Session
 
@@ -50,11 +48,9 @@ def gc(session: Session, out: Output, args: argparse.Namespace) -> int:
         raise CliError("give either a container LOCATION or --temp-files DIR", ExitCode.USAGE)
     if args.temp_files is not None:
         directory = args.temp_files
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(errno.ENOENT, "No such directory", directory)
-        stale = find_stale_temp_files(directory, older_than, recursive=False)
+        stale = stale_temp_files(directory, older_than, remove=args.yes)
         where: dict[str, Any] = {"directory": directory}
-        removed = sum(remove_stale_temp_file(path, older_than) for path in stale) if args.yes else 0
+        removed = len(stale) if args.yes else 0
     else:
         if args.location.startswith("s3://"):
             raise CliError(
@@ -66,9 +62,9 @@ def gc(session: Session, out: Output, args: argparse.Namespace) -> int:
         store = session.store(args.location)
         assert isinstance(store, LocalStore)
         read_container_header(store)  # only ever a container's directory: ContainerNotFoundError otherwise
-        stale = find_stale_temp_files(str(store.path), older_than, recursive=True)
+        stale = [str(store.path / name) for name in store.stale_temp_files(older_than, remove=args.yes)]
         where = {"location": store.url}
-        removed = store.cleanup_stale_temp_files(older_than) if args.yes else 0
+        removed = len(stale) if args.yes else 0
     place = where.get("location", where.get("directory"))
     if args.yes:
         text = f"removed {removed} stale temp file(s) in {place}"

@@ -348,8 +348,9 @@ def test_gc_never_removes_a_live_writers_temp_file(tmp_path: Path, monkeypatch: 
         f.write(b"in progress")
         [temp] = list(tmp_path.iterdir())
         os.utime(temp, (0, 0))  # old, but locked by this live writer
-        assert files.find_stale_temp_files(str(tmp_path), 0, recursive=False) == []
-        assert not files.remove_stale_temp_file(str(temp), 0)
+        assert files.stale_temp_files(str(tmp_path), 0, remove=False) == []
+        assert files.stale_temp_files(str(tmp_path), 0, remove=True) == []
+        assert temp.exists()
     assert (tmp_path / "out").read_bytes() == b"in progress"
 
 
@@ -370,3 +371,45 @@ def test_gc_of_a_local_container_uses_the_storage_layers_cleanup(tmp_path: Path)
     cli("gc", "s3://bucket/c", code=USAGE)  # local only (S3: the bucket's lifecycle rule)
     cli("gc", "not-a-container", code=NOT_FOUND)
     cli("gc", "--temp-files", "no-such-dir", code=NOT_FOUND)
+
+
+# --- attacker review (second pass): FIFOs, `put` inputs and `gc` directories in shared places --------
+
+
+@needs_root
+def test_another_users_fifo_in_a_sticky_directory_gets_no_plaintext(world: World) -> None:
+    shared = sticky_dir(world.tmp / "shared")
+    fifo = shared / "report.txt"
+    os.mkfifo(fifo)
+    os.chown(fifo, 4242, 4242)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the other user listening (never blocks the test)
+    try:
+        assert world("get", "c", "x", "-o", str(fifo)) == ACCESS
+        assert "FIFO or device owned by another user" in world.err
+        assert os.read(reader, 100) == b"", "nothing was written into it"
+    finally:
+        os.close(reader)
+    assert world.decrypts == 0
+
+
+@needs_root
+def test_put_does_not_read_through_another_users_link(world: World) -> None:
+    shared = sticky_dir(world.tmp / "shared")
+    secret = world.tmp / "root_only.txt"
+    secret.write_bytes(b"-----BEGIN PRIVATE KEY-----")
+    other_users_link(shared / "upload.csv", secret)
+    assert world("put", "c", "upload", str(shared / "upload.csv")) == ACCESS
+    assert "symbolic link owned by another user" in world.err
+
+
+@needs_root
+def test_gc_does_not_follow_another_users_link_to_a_directory(world: World) -> None:
+    shared = sticky_dir(world.tmp / "shared")
+    private = world.tmp / "private"
+    private.mkdir()
+    journal = private / ".db.0123456789abcdef.tmp"  # matches the temp-name pattern; not ours to delete
+    journal.write_bytes(b"someone's journal")
+    os.utime(journal, (0, 0))
+    other_users_link(shared / "outdir", private)
+    assert world("gc", "--temp-files", str(shared / "outdir"), "--older-than", "0s", "--yes") == ACCESS
+    assert journal.exists()

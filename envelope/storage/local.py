@@ -44,7 +44,7 @@ from envelope.storage._base import (
 )
 from envelope.storage.names import is_valid_name, validate_name
 
-__all__ = ["LocalObjectWriter", "LocalReader", "LocalStore", "check_encodable_path"]
+__all__ = ["LocalObjectWriter", "LocalReader", "LocalStore", "check_encodable_path", "stale_temp_files_at"]
 
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted under an object name must not hang the caller.
@@ -457,38 +457,53 @@ class LocalStore(BaseStore):
         if no live writer holds its lock (a writer keeps its temp file locked
         until it commits or aborts; the kernel drops the lock when a process dies).
         """
+        return len(self.stale_temp_files(older_than, remove=True))
+
+    def stale_temp_files(self, older_than: float = 3600.0, *, remove: bool = False) -> list[str]:
+        """The store's stale temp files (paths relative to its root), removed when `remove`."""
         if not isinstance(older_than, int | float) or older_than < 0:
             raise ValidationError("older_than must be a non-negative number of seconds")
         try:
             chain = self._walk([], create=False, name="")
         except _NotFound:
-            return 0
+            return []
         try:
-            return self._cleanup_dir(chain[-1], time.time() - older_than)
+            return stale_temp_files_at(chain[-1], older_than, recursive=True, remove=remove)
         finally:
             _close_all(chain)
 
-    def _cleanup_dir(self, dir_fd: int, cutoff: float) -> int:
-        removed = 0
-        try:
-            with os.scandir(dir_fd) as it:
-                entries = [(e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False)) for e in it]
-        except OSError as e:
-            raise StorageError("cannot list a store directory") from e
-        for entry, is_dir, is_file in entries:
-            if is_dir and not entry.startswith("."):
-                sub = _open_listed_dir(dir_fd, entry)
-                if sub is not None:
-                    try:
-                        removed += self._cleanup_dir(sub, cutoff)
-                    finally:
-                        os.close(sub)
-            elif is_file and _TEMP_RE.match(entry) and _remove_if_stale(dir_fd, entry, cutoff):
-                removed += 1
-        return removed
+
+def stale_temp_files_at(dir_fd: int, older_than: float, *, recursive: bool, remove: bool) -> list[str]:
+    """Temp files (dot-prefixed `*.<16 hex>.tmp`) under the directory `dir_fd` that are regular files,
+    unmodified for `older_than` seconds and held by no live writer; removed when `remove`.
+
+    Works relative to directory descriptors only: no symbolic link is followed, and a name swapped
+    between the check and the unlink is left alone. The one scanner for the stores and the CLI.
+    """
+    found: list[str] = []
+    _scan_stale(dir_fd, "", time.time() - older_than, recursive=recursive, remove=remove, found=found)
+    return found
 
 
-def _remove_if_stale(dir_fd: int, entry: str, cutoff: float) -> bool:
+def _scan_stale(dir_fd: int, rel: str, cutoff: float, *, recursive: bool, remove: bool, found: list[str]) -> None:
+    try:
+        with os.scandir(dir_fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False)) for e in it]
+    except OSError as e:
+        raise StorageError("cannot list a directory") from e
+    for entry, is_dir, is_file in sorted(entries):
+        if is_dir and recursive and not entry.startswith("."):
+            sub = _open_listed_dir(dir_fd, entry)
+            if sub is not None:
+                try:
+                    _scan_stale(sub, f"{rel}{entry}/", cutoff, recursive=True, remove=remove, found=found)
+                finally:
+                    os.close(sub)
+        elif is_file and _TEMP_RE.match(entry) and _stale_at(dir_fd, entry, cutoff, remove=remove):
+            found.append(rel + entry)
+
+
+def _stale_at(dir_fd: int, entry: str, cutoff: float, *, remove: bool) -> bool:
     try:
         fd = os.open(entry, _READ_FLAGS, dir_fd=dir_fd)
     except OSError:
@@ -501,6 +516,8 @@ def _remove_if_stale(dir_fd: int, entry: str, cutoff: float) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False  # a live writer holds it
+        if not remove:
+            return True
         # Unlink by name only if the name still refers to the inode we locked.
         now = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):

@@ -164,3 +164,10 @@ def test_stores_refuse_before_any_request(s3_client: Any, tmp_path: Path, name: 
             store.open_writer(name)
     assert sent == []
     assert list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.parametrize("name", ["payroll.csv ", " payroll.csv", "dir /x", "dir/ x", "a/b "])
+def test_a_segment_starting_or_ending_with_a_space_is_refused(name: str) -> None:
+    # attacker review: 'payroll.csv' and 'payroll.csv ' listed as two identical lines
+    with pytest.raises(ValidationError, match="space"):
+        validate_name(name)

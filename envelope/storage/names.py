@@ -169,6 +169,9 @@ def validate_name(name: object) -> str:
         if segment.startswith("."):
             # Covers '.' and '..' (traversal) as well as collisions with '.NAME.<random>.tmp'.
             raise ValidationError(f"object name {_show(name)} has a segment starting with '.'")
+        if segment != segment.strip(" "):
+            # 'payroll.csv' and 'payroll.csv ' would list as the same line.
+            raise ValidationError(f"object name {_show(name)} has a segment starting or ending with a space")
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise ValidationError(f"object name {_show(name)} has a segment longer than {MAX_SEGMENT_BYTES} bytes")
     return name

@@ -50,6 +50,9 @@ def full_workflow(cp: ControlPlane, root: str, key_id: str) -> None:
     assert [r.ok for r in results] == [True, True, True, False]
     listed = list(cp.list_containers(root))
     assert len(listed) == 5
+    # The key lifecycle is the control plane's too: rotation is one more GenerateDataKeyWithoutPlaintext.
+    assert cp.rotate_container(f"{root}/a").generation == 2
+    assert [g.generation for g in cp.list_generations(f"{root}/a")] == [1, 2]
     assert all(r.ok for r in listed)
 
 
@@ -79,16 +82,19 @@ def test_a_full_workflow_sends_only_generate_data_key_without_plaintext(
     s3_http = HttpRecorder(s3_client)
     full_workflow(ControlPlane(AwsKms(kms_client), s3_client), f"s3://{bucket}/tenants", "alias/test")
 
-    # One request per container made, none for the refused ones; each exactly the operation,
-    # with exactly the parameters it should carry.
-    assert [op for op, _ in wire.requests] == [GENERATE] * 5
+    # One request per container made and one for the rotation, none for the refused ones; each
+    # exactly the operation, with exactly the parameters it should carry.
+    assert [op for op, _ in wire.requests] == [GENERATE] * 6
     for _, body in wire.requests:
         assert set(body) <= {"KeyId", "EncryptionContext", "KeySpec", "NumberOfBytes", "GrantTokens"}, body
-        assert body["KeyId"] == "alias/test"
-    assert len(kms_http.requests) == 5
+    assert [body["KeyId"] for _, body in wire.requests] == ["alias/test"] * 5 + [
+        kms_key_arn
+    ]  # rotation: the header's key
+    assert wire.requests[-1][1]["EncryptionContext"]["envelope:generation"] == "2"
+    assert len(kms_http.requests) == 6
     assert all(r.startswith("POST ") for r in kms_http.requests)
     # Nothing that carries a plaintext key ever came back.
-    assert len(wire.responses) == 5
+    assert len(wire.responses) == 6
     assert all("Plaintext" not in response for response in wire.responses)
     assert all(set(r) <= {"CiphertextBlob", "KeyId", "KeyMaterialId", "ResponseMetadata"} for r in wire.responses)
     # The S3 client touched only the bucket.

@@ -25,15 +25,16 @@ from dataplane import Container, ObjectInfo, VerifyResult
 from envelope.errors import AuthenticationError, EnvelopeError
 from envelope.header import SUITE_ID
 from envelope.storage import validate_name, validate_prefix
+from envelope_cli import transfer
 from envelope_cli.control import header_document
-from envelope_cli.exitcodes import ExitCode, exit_code_for, one_line
+from envelope_cli.exitcodes import CliError, ExitCode, exit_code_for, one_line
 from envelope_cli.files import open_input, prepare_output
 from envelope_cli.output import Output
 from envelope_cli.progress import transfer_progress
 from envelope_cli.session import Session
 from envelope_cli.trust import trust_parent
 
-__all__ = ["COPY_BUFFER", "add_parsers"]
+__all__ = ["COPY_BUFFER", "add_parsers", "copy_out"]
 
 COPY_BUFFER = 1024 * 1024
 _CONTENT_TYPES = {1: "non-framed", 2: "framed"}
@@ -61,6 +62,11 @@ class _CountedSource:
 
 
 def put(session: Session, out: Output, args: argparse.Namespace) -> int:
+    if args.recursive:
+        return transfer.put_tree(session, out, args)
+    if args.file is None:
+        # No default: reading the terminal because FILE was forgotten (or taken for an option) is never meant.
+        args.parser.error("the following arguments are required: FILE")
     validate_name(args.name)
     with open_input(args.file) as (source, size):
         container = session.open_container(args.location)
@@ -88,7 +94,7 @@ def _write_all(sink: _Writable, data: memoryview) -> None:
         data = data[sink.write(data) :]
 
 
-def _copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None]) -> int:
+def copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None]) -> int:
     """Copy verified plaintext, one buffer of whole frames at a time, then zero the buffer."""
     buffer = bytearray(COPY_BUFFER)
     view = memoryview(buffer)
@@ -105,7 +111,17 @@ def _copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None
 
 
 def get(session: Session, out: Output, args: argparse.Namespace) -> int:
+    if transfer.wants_many(args):
+        return transfer.get_many(session, out, args)
     validate_name(args.name)
+    if args.output is None:
+        if sys.stdout.isatty():
+            # Plaintext on a terminal is seldom meant (and can carry escape sequences): say so, like age.
+            raise CliError(
+                "refusing to write plaintext to a terminal: pass -o FILE, or -o - to print it anyway",
+                ExitCode.USAGE,
+            )
+        args.output = "-"
     # The output is judged before anything is decrypted: a refused symlink or an existing file costs no KMS call.
     target = None if args.output == "-" else prepare_output(args.output, overwrite=args.overwrite)
     with target or nullcontext():
@@ -117,7 +133,7 @@ def get(session: Session, out: Output, args: argparse.Namespace) -> int:
                 if target is None or target.is_stdout:
                     return _get_to_stdout(reader, tick, args.name)
                 with target.open() as sink:
-                    total = _copy_out(reader, sink, tick)
+                    total = copy_out(reader, sink, tick)
     out.status(
         {"location": container.url, "name": args.name, "size": total, "output": args.output},
         f"get {args.name}: {total} bytes to {args.output}",
@@ -135,7 +151,7 @@ def _get_to_stdout(reader: _ReadableInto, tick: Callable[[int], None], name: str
         tick(n)
 
     try:
-        _copy_out(reader, stdout, counting)
+        copy_out(reader, stdout, counting)
         stdout.flush()
     except AuthenticationError as e:
         stdout.flush()
@@ -164,6 +180,8 @@ def ls(session: Session, out: Output, args: argparse.Namespace) -> int:
 
 
 def rm(session: Session, out: Output, args: argparse.Namespace) -> int:
+    if args.recursive or (not args.literal and any(transfer.is_pattern(n) for n in args.names)):
+        return transfer.rm_many(session, out, args)
     # Every name is judged before anything is deleted: one bad name must not leave the others half done.
     for name in args.names:
         validate_name(name)
@@ -260,8 +278,40 @@ the positional arguments, e.g. `envelope put C -- --odd-name f.txt` or
 `envelope put C --overwrite -- name -f.txt`."""
 
 
+GET_EPILOG = """\
+Several objects: `get -r LOC logs/ -o DIR` (every name under logs/) or `get LOC 'logs/*.gz' -o DIR`;
+each object is written to DIR/ + its name less the part up to the last / before any glob character."""
+
+CP_EPILOG = """\
+forms:
+  envelope cp SRC_LOC NAME DST_LOC [NEW_NAME]        object to object (also within one container)
+  envelope cp -r SRC_LOC PREFIX DST_LOC [NEW_PREFIX]  every object under PREFIX
+  envelope cp --from-file FILE DST_LOC NAME           local file (or - for stdin) into a container
+  envelope cp SRC_LOC NAME --to-file FILE             object to a local file (atomic)
+
+The destination object is committed only after the source's final frame authenticated:
+a tampered or truncated source leaves nothing behind (unlike `get | put`). The trust
+options apply to both containers: list both keys (--key A --key B) when they differ."""
+
+
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     parents = [common, trust_parent()]
+
+    p = commands.add_parser(
+        "cp",
+        parents=parents,
+        help="copy objects between containers (re-encrypted, committed only once authenticated)",
+        description="Copy objects between containers, or between a local file and a container. Each copy is "
+        "decrypted, authenticated and re-encrypted under the destination's data key and name.",
+        epilog=CP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("operands", metavar="OPERAND", nargs="+", help="locations and names, as in the forms below")
+    p.add_argument("-r", "--recursive", action="store_true", help="copy every object under PREFIX")
+    p.add_argument("--from-file", metavar="FILE", help="copy a local file (- for stdin) into DST_LOC NAME")
+    p.add_argument("--to-file", metavar="FILE", help="copy SRC_LOC NAME to a local file")
+    p.add_argument("--overwrite", action="store_true", help="replace existing destinations (default: refuse)")
+    p.set_defaults(run=transfer.cp)
 
     p = commands.add_parser(
         "put",
@@ -271,23 +321,40 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("location", metavar="LOCATION")
-    p.add_argument("name", metavar="NAME", help="object name (e.g. reports/q3.csv)")
-    # No default: reading the terminal because FILE was forgotten (or taken for an option) is never what was meant.
-    p.add_argument("file", metavar="FILE", help="input file, or - to read standard input")
+    p.add_argument("name", metavar="NAME", help="object name (e.g. reports/q3.csv); with -r: the directory DIR")
+    p.add_argument(
+        "file", metavar="FILE", nargs="?", help="input file, or - to read standard input; with -r: a name PREFIX"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace NAME if it exists (default: refuse)")
-    p.set_defaults(run=put)
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="put -r LOCATION DIR [PREFIX]: every regular file under DIR, named PREFIX + its path in DIR",
+    )
+    p.set_defaults(run=put, parser=p, late=("file",))
 
-    p = commands.add_parser("get", parents=parents, help="decrypt object NAME to a file or stdout")
+    p = commands.add_parser(
+        "get",
+        parents=parents,
+        help="decrypt object NAME to a file or stdout",
+        description="Decrypt object NAME (or, with -r or a glob PATTERN, several objects into -o DIR).",
+        epilog=GET_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("location", metavar="LOCATION")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="object name, glob PATTERN (quoted), or with -r a PREFIX")
     p.add_argument(
         "-o",
         "--output",
         metavar="FILE",
-        default="-",
-        help="output file, written atomically; - or absent: stdout, streamed (see docs/cli.md)",
+        default=None,
+        help="output file, written atomically; DIR/ or an existing directory: written into it; "
+        "-: stdout, streamed (absent: stdout unless it is a terminal; see docs/cli.md)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
+    p.add_argument("-r", "--recursive", action="store_true", help="every object under the name PREFIX, into -o DIR")
+    p.add_argument("--literal", action="store_true", help="NAME is a name even if it holds * ? or [")
     p.set_defaults(run=get)
 
     p = commands.add_parser("ls", parents=parents, help="list object names (no KMS call)")
@@ -296,9 +363,21 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--long", action="store_true", help="also show each object's encrypted size")
     p.set_defaults(run=ls)
 
-    p = commands.add_parser("rm", parents=parents, help="delete objects (no KMS call)")
+    p = commands.add_parser(
+        "rm",
+        parents=parents,
+        help="delete objects (no KMS call)",
+        description="Delete objects by NAME, glob PATTERN (quoted) or, with -r, PREFIX. No KMS call.",
+    )
     p.add_argument("location", metavar="LOCATION")
-    p.add_argument("names", metavar="NAME", nargs="+")
+    p.add_argument("names", metavar="NAME", nargs="+", help="object name, glob PATTERN, or with -r a PREFIX")
+    p.add_argument("-r", "--recursive", action="store_true", help="remove every object under each PREFIX")
+    p.add_argument("--literal", action="store_true", help="NAMEs are names even if they hold * ? or [")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"needed to remove more than {transfer.RM_CONFIRM_ABOVE} objects at once (else: list them, remove none)",
+    )
     p.set_defaults(run=rm)
 
     p = commands.add_parser(

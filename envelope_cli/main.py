@@ -119,6 +119,7 @@ def _run(args: argparse.Namespace, out: Output) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
+    extras = _fill_late_positionals(args, extras)
     if extras:
         # The subcommand's own usage, not the top-level one, says what `envelope put` takes.
         _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
@@ -146,6 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _fill_late_positionals(args: argparse.Namespace, extras: list[str]) -> list[str]:
+    """An optional positional (put's FILE) given after an option (`put C x --overwrite -`): argparse has
+    already matched it as absent and left the word over; a command lists such positionals in `late`."""
+    for dest in getattr(args, "late", ()):
+        if extras and getattr(args, dest, None) is None and (extras[0] == "-" or not extras[0].startswith("-")):
+            setattr(args, dest, extras[0])
+            extras = extras[1:]
+    return extras
+
+
 def _operation(args: argparse.Namespace) -> str:
     """The command as the user gave it, for error messages: `get s3://b/c`, `key describe alias/x`."""
     words = [args.command]
@@ -153,7 +164,8 @@ def _operation(args: argparse.Namespace) -> str:
         words.append(args.key_command)
         operand = getattr(args, "key", None)
     else:
-        operand = getattr(args, "location", None) or getattr(args, "root", None)
+        operands = getattr(args, "operands", None) or [None]
+        operand = getattr(args, "location", None) or getattr(args, "root", None) or operands[0]
     if operand is not None:
         words.append(operand)
     return " ".join(words)

@@ -33,6 +33,7 @@ from envelope_cli.output import Output
 from envelope_cli.progress import transfer_progress
 from envelope_cli.session import Session
 from envelope_cli.trust import trust_parent
+from envelope_cli.unbound import explained
 
 __all__ = ["COPY_BUFFER", "add_parsers", "copy_out"]
 
@@ -126,7 +127,9 @@ def get(session: Session, out: Output, args: argparse.Namespace) -> int:
     target = None if args.output == "-" else prepare_output(args.output, overwrite=args.overwrite)
     with target or nullcontext():
         container = session.open_container(args.location)
-        with container.open_reader(args.name) as reader:
+        with explained(container, args.name, allow_unbound=session.allow_unbound):
+            reader = container.open_reader(args.name)
+        with reader:
             # Authenticates the final frame up front, so a truncated object fails before any output.
             size = reader.plaintext_size()
             with transfer_progress(size, description=f"get {args.name}", quiet=out.quiet) as tick:
@@ -270,7 +273,8 @@ def verify(session: Session, out: Output, args: argparse.Namespace) -> int:
     worst: ExitCode | None = None
     for name in names:
         try:
-            result = _verified(container.verify(name))
+            with explained(container, name, allow_unbound=session.allow_unbound):
+                result = _verified(container.verify(name))
         except EnvelopeError as e:
             code = exit_code_for(e)
             # An authentication failure outranks any other: it is what an operator must see.
@@ -298,6 +302,15 @@ PUT_EPILOG = """\
 A NAME or FILE that starts with "-" would be taken for an option: put "--" before
 the positional arguments, e.g. `envelope put C -- --odd-name f.txt` or
 `envelope put C --overwrite -- name -f.txt`."""
+
+
+def add_allow_unbound(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-unbound",
+        action="store_true",
+        help="also read messages another AWS Encryption SDK wrote with this container's full context and "
+        "KMS key (they carry no name binding: see docs/interop.md)",
+    )
 
 
 GET_EPILOG = """\
@@ -333,6 +346,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--from-file", metavar="FILE", help="copy a local file (- for stdin) into DST_LOC NAME")
     p.add_argument("--to-file", metavar="FILE", help="copy SRC_LOC NAME to a local file")
     p.add_argument("--overwrite", action="store_true", help="replace existing destinations (default: refuse)")
+    add_allow_unbound(p)
     p.set_defaults(run=transfer.cp)
 
     p = commands.add_parser(
@@ -377,6 +391,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
     p.add_argument("-r", "--recursive", action="store_true", help="every object under the name PREFIX, into -o DIR")
     p.add_argument("--literal", action="store_true", help="NAME is a name even if it holds * ? or [")
+    add_allow_unbound(p)
     p.set_defaults(run=get)
 
     p = commands.add_parser("ls", parents=parents, help="list object names (no KMS call)")
@@ -419,4 +434,5 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("verify", parents=parents, help="authenticate objects without writing any plaintext")
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("names", metavar="NAME", nargs="*", help="objects to verify (default: all)")
+    add_allow_unbound(p)
     p.set_defaults(run=verify)

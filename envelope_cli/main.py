@@ -199,6 +199,7 @@ def _run(args: argparse.Namespace, out: Output) -> int:
     # Only the data commands have trust options; they are judged before anything is touched.
     if hasattr(args, "trusted_keys"):
         session.trust = TrustOptions.from_args(args, choice.kind)
+    session.allow_unbound = bool(getattr(args, "allow_unbound", False))
     code: int = args.run(session, out, args)
     return code
 

@@ -139,6 +139,8 @@ class Session:
         self.profile = profile
         self.endpoint_url = _check_endpoint_url(endpoint_url)
         self.grant_tokens = tuple(grant_tokens)
+        self.allow_unbound = False
+        """--allow-unbound: read commands also accept unbound messages (docs/interop.md)."""
         self._kms: AwsKms | LocalKms | None = None
         self._s3: S3Client | None = None
 
@@ -215,7 +217,12 @@ class Session:
     def _data_plane(self, kms: Any) -> DataPlane:
         from dataplane import DataPlane
 
-        return DataPlane(kms, grant_tokens=self.grant_tokens or None, **self._trust().plane_options())
+        return DataPlane(
+            kms,
+            grant_tokens=self.grant_tokens or None,
+            allow_unbound=self.allow_unbound,
+            **self._trust().plane_options(),
+        )
 
     def open_container(self, location: str) -> Container:
         """Open a container with its data key (one KMS Decrypt), for put/get/verify."""

@@ -30,6 +30,7 @@ from envelope_cli.exitcodes import CliError, ExitCode, exit_code_for, one_line
 from envelope_cli.files import open_input, prepare_output
 from envelope_cli.output import Output
 from envelope_cli.session import Session
+from envelope_cli.unbound import explained
 
 if TYPE_CHECKING:
     from dataplane import Container
@@ -132,9 +133,13 @@ class _Failures:
 # -- cp ------------------------------------------------------------------------------------------------
 
 
-def _copy_object(source: Container, name: str, target: Container, to_name: str, *, overwrite: bool) -> int:
+def _copy_object(
+    source: Container, name: str, target: Container, to_name: str, *, overwrite: bool, allow_unbound: bool
+) -> int:
     """Decrypt `name` and re-encrypt it as `to_name`; committed only after the source's last frame authenticated."""
-    with source.open_reader(name) as reader:
+    with explained(source, name, allow_unbound=allow_unbound):
+        reader = source.open_reader(name)
+    with reader:
         # Authenticates the final frame first: a truncated source fails before the destination is opened.
         reader.plaintext_size()
         with target.open_writer(to_name, overwrite=overwrite) as writer:
@@ -172,7 +177,7 @@ def cp(session: Session, out: Output, args: argparse.Namespace) -> int:
         raise CliError("source and destination are the same object", ExitCode.USAGE)
     source = session.open_container(src_loc)
     target = source if dst_loc == src_loc else session.open_container(dst_loc)
-    size = _copy_object(source, name, target, to_name, overwrite=args.overwrite)
+    size = _copy_object(source, name, target, to_name, overwrite=args.overwrite, allow_unbound=session.allow_unbound)
     out.status(
         {
             "source": source.url,
@@ -222,7 +227,7 @@ def _cp_prefix(
     failures = _Failures(out)
     for n, to in pairs:
         try:
-            size = _copy_object(source, n, target, to, overwrite=args.overwrite)
+            size = _copy_object(source, n, target, to, overwrite=args.overwrite, allow_unbound=session.allow_unbound)
         except EnvelopeError as e:
             failures.add(n, e)
             continue
@@ -256,7 +261,7 @@ def _cp_to_file(session: Session, out: Output, args: argparse.Namespace, src_loc
         raise CliError("--to-file needs a file; to stream to stdout use `envelope get`", ExitCode.USAGE)
     with prepare_output(args.to_file, overwrite=args.overwrite) as target:
         source = session.open_container(src_loc)
-        size = _get_to(source, name, target)
+        size = _get_to(source, name, target, allow_unbound=session.allow_unbound)
     out.status(
         {"source": source.url, "destination": args.to_file, "copied": [{"name": name, "size": size}], "failed": []},
         f"cp {name} -> {args.to_file}: {size} bytes from {source.url}",
@@ -264,11 +269,13 @@ def _cp_to_file(session: Session, out: Output, args: argparse.Namespace, src_loc
     return ExitCode.OK
 
 
-def _get_to(container: Container, name: str, target: Any) -> int:
+def _get_to(container: Container, name: str, target: Any, *, allow_unbound: bool) -> int:
     """Decrypt `name` into an OutputTarget (which appears only once every frame authenticated)."""
     from envelope_cli.data import copy_out
 
-    with container.open_reader(name) as reader:
+    with explained(container, name, allow_unbound=allow_unbound):
+        reader = container.open_reader(name)
+    with reader:
         reader.plaintext_size()
         with target.open() as sink:
             return copy_out(reader, sink, lambda _n: None)
@@ -380,7 +387,7 @@ def get_many(session: Session, out: Output, args: argparse.Namespace) -> int:
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             with prepare_output(path, overwrite=args.overwrite) as target:
-                size = _get_to(container, n, target)
+                size = _get_to(container, n, target, allow_unbound=session.allow_unbound)
         except (EnvelopeError, OSError) as e:
             failures.add(n, e)
             continue

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -131,3 +133,52 @@ def test_a_tampered_object_of_ours_keeps_the_plain_refusal(
     (tmp_path / "c/objects/z").write_bytes((tmp_path / "d/objects/z").read_bytes())
     _, err = run("get", "c", "z", "-o", "z.out", code=AUTH)
     assert "another container's" in err
+
+
+def _esdk_cli() -> str | None:
+    """The AWS Encryption SDK CLI, if installed (it pins an older aws-encryption-sdk, so it is not a test
+    dependency: point ENVELOPE_TEST_ESDK_CLI at one installed in its own environment)."""
+    return os.environ.get("ENVELOPE_TEST_ESDK_CLI") or shutil.which("aws-encryption-cli")
+
+
+@pytest.mark.server
+def test_the_esdk_cli_recipe_of_docs_interop_decrypts_our_object(
+    moto_server_url: str,
+    server_kms_client: Any,
+    server_s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    cli = _esdk_cli()
+    if cli is None:
+        pytest.skip("aws-encryption-cli is not installed (set ENVELOPE_TEST_ESDK_CLI)")
+    monkeypatch.chdir(tmp_path)
+    bucket = f"envelope-esdkcli-{uuid.uuid4().hex[:12]}"
+    server_s3_client.create_bucket(Bucket=bucket)
+    arn = server_kms_client.create_key()["KeyMetadata"]["Arn"]
+    run = Run(["--kms", "aws", "--region", REGION, "--endpoint-url", moto_server_url], monkeypatch, capsys)
+    c = f"s3://{bucket}/tenants/acme"
+    run("create", c, "--key", arn, "--context", "tenant=acme")
+    data = os.urandom(50_000)
+    (tmp_path / "q3.csv").write_bytes(data)
+    run("put", c, "reports/q3.csv", "q3.csv", "--key", arn)
+    container_id = json.loads(run("--json", "describe", c)[0])["container_id"]
+    # Copy the object out (`aws s3 cp s3://BUCKET/tenants/acme/objects/reports/q3.csv q3.csv.msg`).
+    body = server_s3_client.get_object(Bucket=bucket, Key="tenants/acme/objects/reports/q3.csv")["Body"].read()
+    (tmp_path / "q3.csv.msg").write_bytes(body)
+    env = {**os.environ, "AWS_ENDPOINT_URL_KMS": moto_server_url}
+
+    def decrypt(output: str, *context: str) -> subprocess.CompletedProcess[bytes]:
+        argv = [cli, "--decrypt-unsigned", "-i", "q3.csv.msg", "-o", output, "-S"]
+        argv += ["--wrapping-keys", f"key={arn}", "--commitment-policy", "require-encrypt-require-decrypt"]
+        argv += ["--encryption-context", *context]
+        return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, timeout=120, check=False)
+
+    proc = decrypt("q3.out", f"envelope:container-id={container_id}", "tenant=acme")
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert (tmp_path / "q3.out").read_bytes() == data
+    # A context check that fails: the CLI writes nothing, and its exit status alone does not say so.
+    proc = decrypt("wrong.out", "tenant=globex")
+    assert not (tmp_path / "wrong.out").exists()
+    assert proc.returncode == 0 and b"Skipping decrypt" in proc.stderr  # why docs/interop.md checks the file

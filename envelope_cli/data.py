@@ -19,9 +19,8 @@ import argparse
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from dataplane import Container, ObjectInfo, VerifyResult
 from envelope.errors import AuthenticationError, EnvelopeError
 from envelope.header import SUITE_ID
 from envelope.storage import validate_name, validate_prefix
@@ -34,6 +33,9 @@ from envelope_cli.progress import transfer_progress
 from envelope_cli.session import Session
 from envelope_cli.trust import trust_parent
 from envelope_cli.unbound import explained
+
+if TYPE_CHECKING:
+    from dataplane import Container, ObjectInfo, VerifyResult
 
 __all__ = ["COPY_BUFFER", "add_parsers", "copy_out"]
 

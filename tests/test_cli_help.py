@@ -179,5 +179,13 @@ def test_a_local_command_imports_no_aws_client_code(run: Run, tmp_path: Path) ->
     for heavy in ("boto3", "botocore.session", "botocore.client", "botocore.utils", "botocore.parsers", "controlplane"):
         assert heavy not in loaded, heavy
     loaded = _loaded_modules("--kms", keystore, "describe", "c", cwd=tmp_path)
-    for heavy in ("boto3", "botocore.session", "botocore.client", "botocore.utils", "botocore.parsers", "envelope.kms"):
+    for heavy in (
+        "boto3",
+        "botocore.session",
+        "botocore.client",
+        "botocore.utils",
+        "botocore.parsers",
+        "envelope.kms",
+        "dataplane",
+    ):
         assert heavy not in loaded, heavy

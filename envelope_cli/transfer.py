@@ -331,7 +331,9 @@ def put_tree(session: Session, out: Output, args: argparse.Namespace) -> int:
     failures = _Failures(out)
     for name, path in files:
         try:
-            with open_input(path) as (source, _size), container.open_writer(name, overwrite=args.overwrite) as w:
+            # O_NOFOLLOW: a file swapped for a link since the walk is refused, not followed.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as source, container.open_writer(name, overwrite=args.overwrite) as w:
                 size = w.write_from(cast(Any, source))
         except (EnvelopeError, OSError) as e:
             failures.add(name, e)

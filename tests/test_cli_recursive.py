@@ -161,3 +161,23 @@ def test_rm_r_needs_yes_above_ten_objects_and_lists_them(run: Run, tmp_path: Pat
     run("rm", "-r", "c", "many/", "--yes")
     assert names(run) == ["keep"]
     run("rm", "-r", "c", "bad//", code=USAGE)
+
+
+def test_put_r_never_follows_a_link_swapped_in_after_the_walk(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envelope_cli import transfer
+
+    tree(tmp_path / "d", {"a.txt": b"a"})
+    (tmp_path / "secret").write_bytes(b"outside the tree")
+    walk = transfer.local_tree
+
+    def walk_then_swap(directory: str, prefix: str) -> tuple[list[tuple[str, str]], list[str]]:
+        found = walk(directory, prefix)
+        (tmp_path / "d" / "a.txt").unlink()
+        os.symlink(tmp_path / "secret", tmp_path / "d" / "a.txt")
+        return found
+
+    monkeypatch.setattr(transfer, "local_tree", walk_then_swap)
+    run("put", "-r", "c", "d", code=7)  # ELOOP: refused
+    assert names(run) == []

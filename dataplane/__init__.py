@@ -12,7 +12,7 @@ from dataplane.cache import CacheStats, DataKeyCache
 from dataplane.format import DEFAULT_FRAME_LENGTH, EncryptedDataKey, Limits, MessageHeader
 from dataplane.hazmat import MessageReader, SequentialMessageReader
 from dataplane.message import decrypt_message
-from dataplane.plane import Container, DataPlane, ObjectInfo, RekeyReport, VerifyResult
+from dataplane.plane import Container, DataPlane, ObjectInfo, ObjectStat, RekeyReport, VerifyResult
 
 __all__ = [
     "DEFAULT_FRAME_LENGTH",
@@ -25,6 +25,7 @@ __all__ = [
     "MessageHeader",
     "MessageReader",
     "ObjectInfo",
+    "ObjectStat",
     "RekeyReport",
     "SequentialMessageReader",
     "VerifyResult",

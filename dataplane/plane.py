@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from dataplane.cache import CacheStats, DataKeyCache
-from dataplane.format import DEFAULT_FRAME_LENGTH, Limits, MessageHeader, read_header
+from dataplane.format import DEFAULT_FRAME_LENGTH, Limits, MessageHeader, body_layout, read_header
 from dataplane.hazmat import MessageReader, MessageWriter, check_frame_length, check_threads
 from dataplane.materials import Generation, KeyMaterials, KeyService, ReadMaterials, message_provider_id
 from dataplane.trust import ExpectedContainer, KeyTrust
@@ -55,7 +55,7 @@ from envelope.storage import ObjectWriter, Store, open_store, validate_name, val
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["Container", "DataPlane", "ObjectInfo", "RekeyReport", "VerifyResult", "message_provider_id"]
+__all__ = ["Container", "DataPlane", "ObjectInfo", "ObjectStat", "RekeyReport", "VerifyResult", "message_provider_id"]
 
 LocationLike = Store | str | os.PathLike[str]
 
@@ -136,6 +136,34 @@ class ObjectInfo:
     """The header's context and EDKs are exactly those of one of the container's generations."""
     generation: int | None = None
     """That generation (None when the message is not bound to the container)."""
+
+
+@attrs.frozen
+class ObjectStat:
+    """`Container.stat`: an object's sizes and generation from its stored size and message header.
+
+    Read without any key or KMS call, so nothing here is authenticated: `size` is what the header and
+    the stored size imply, and a reader checks it (a lie fails authentication)."""
+
+    name: str
+    size: int
+    """Plaintext bytes, as the message's frame layout implies."""
+    encrypted_size: int
+    """Bytes in storage."""
+    generation: int | None
+    """The container's data-key generation the header names (None: not bound to this container)."""
+    frame_length: int
+    modified: datetime | None = None
+    """When the stored object was last written; None: the stores expose no modification time yet."""
+
+
+class _TypedWriter(MessageWriter):
+    """The container's writers take bytes-like data only, as `Container.put` does (one rule)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ValidationError(f"data must be bytes-like, not {type(data).__name__}")
+        return super().write(data)
 
 
 @attrs.frozen
@@ -639,7 +667,7 @@ class Container:
             writer = self._objects.open_writer(name, overwrite=True, if_match=if_match)
         sink = _AccountingSink(writer, materials.record)
         try:
-            return MessageWriter(
+            return _TypedWriter(
                 sink,
                 data_key=materials.data_key,
                 message_id=materials.message_id,
@@ -734,6 +762,25 @@ class Container:
             ),
             bound_to_container=generation is not None,
             generation=None if generation is None else generation.number,
+        )
+
+    def stat(self, name: str) -> ObjectStat:
+        """Sizes (plaintext and stored) and generation of `name`, without any key or KMS call.
+
+        One header read per object. The plaintext size is derived from the header's frame length and
+        the stored size, not authenticated; an object whose size no valid message can have raises
+        AuthenticationError, as reading it would."""
+        self._check_open()
+        validate_name(name)
+        header, size = self._message_header(name)
+        layout = body_layout(header, size, self._plane.limits)
+        generation = self._generation_for(header)
+        return ObjectStat(
+            name=name,
+            size=layout.plaintext_size,
+            encrypted_size=size,
+            generation=None if generation is None else generation.number,
+            frame_length=header.frame_length,
         )
 
     # -- namespace --

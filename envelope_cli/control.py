@@ -108,7 +108,7 @@ def create(session: Session, out: Output, args: argparse.Namespace) -> int:
 
 def describe(session: Session, out: Output, args: argparse.Namespace) -> int:
     store = session.store(args.location)
-    header = session.control_plane().describe_container(store)
+    header = session.browse_control_plane().describe_container(store)
     out.result(header_document(store.url, header), _header_text(store.url, header))
     return ExitCode.OK
 
@@ -121,7 +121,7 @@ def containers(session: Session, out: Output, args: argparse.Namespace) -> int:
     store = session.store(args.root)
     documents: list[dict[str, Any]] = []
     first_failure: BaseException | None = None
-    for result in session.control_plane().list_containers(store):
+    for result in session.browse_control_plane().list_containers(store):
         if result.header is not None:
             header = result.header
             documents.append(header_document(result.location, header))

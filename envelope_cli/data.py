@@ -19,21 +19,25 @@ import argparse
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from dataplane import Container, ObjectInfo, VerifyResult
 from envelope.errors import AuthenticationError, EnvelopeError
 from envelope.header import SUITE_ID
 from envelope.storage import validate_name, validate_prefix
+from envelope_cli import transfer
 from envelope_cli.control import header_document
-from envelope_cli.exitcodes import ExitCode, exit_code_for, one_line
+from envelope_cli.exitcodes import CliError, ExitCode, exit_code_for, one_line
 from envelope_cli.files import open_input, prepare_output
 from envelope_cli.output import Output
 from envelope_cli.progress import transfer_progress
 from envelope_cli.session import Session
 from envelope_cli.trust import trust_parent
+from envelope_cli.unbound import explained
 
-__all__ = ["COPY_BUFFER", "add_parsers"]
+if TYPE_CHECKING:
+    from dataplane import Container, ObjectInfo, VerifyResult
+
+__all__ = ["COPY_BUFFER", "add_parsers", "copy_out"]
 
 COPY_BUFFER = 1024 * 1024
 _CONTENT_TYPES = {1: "non-framed", 2: "framed"}
@@ -61,6 +65,11 @@ class _CountedSource:
 
 
 def put(session: Session, out: Output, args: argparse.Namespace) -> int:
+    if args.recursive:
+        return transfer.put_tree(session, out, args)
+    if args.file is None:
+        # No default: reading the terminal because FILE was forgotten (or taken for an option) is never meant.
+        args.parser.error("the following arguments are required: FILE")
     validate_name(args.name)
     with open_input(args.file) as (source, size):
         container = session.open_container(args.location)
@@ -88,7 +97,7 @@ def _write_all(sink: _Writable, data: memoryview) -> None:
         data = data[sink.write(data) :]
 
 
-def _copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None]) -> int:
+def copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None]) -> int:
     """Copy verified plaintext, one buffer of whole frames at a time, then zero the buffer."""
     buffer = bytearray(COPY_BUFFER)
     view = memoryview(buffer)
@@ -105,19 +114,31 @@ def _copy_out(reader: _ReadableInto, sink: _Writable, tick: Callable[[int], None
 
 
 def get(session: Session, out: Output, args: argparse.Namespace) -> int:
+    if transfer.wants_many(args):
+        return transfer.get_many(session, out, args)
     validate_name(args.name)
+    if args.output is None:
+        if sys.stdout.isatty():
+            # Plaintext on a terminal is seldom meant (and can carry escape sequences): say so, like age.
+            raise CliError(
+                "refusing to write plaintext to a terminal: pass -o FILE, or -o - to print it anyway",
+                ExitCode.USAGE,
+            )
+        args.output = "-"
     # The output is judged before anything is decrypted: a refused symlink or an existing file costs no KMS call.
     target = None if args.output == "-" else prepare_output(args.output, overwrite=args.overwrite)
     with target or nullcontext():
         container = session.open_container(args.location)
-        with container.open_reader(args.name) as reader:
+        with explained(container, args.name, allow_unbound=session.allow_unbound):
+            reader = container.open_reader(args.name)
+        with reader:
             # Authenticates the final frame up front, so a truncated object fails before any output.
             size = reader.plaintext_size()
             with transfer_progress(size, description=f"get {args.name}", quiet=out.quiet) as tick:
                 if target is None or target.is_stdout:
                     return _get_to_stdout(reader, tick, args.name)
                 with target.open() as sink:
-                    total = _copy_out(reader, sink, tick)
+                    total = copy_out(reader, sink, tick)
     out.status(
         {"location": container.url, "name": args.name, "size": total, "output": args.output},
         f"get {args.name}: {total} bytes to {args.output}",
@@ -135,7 +156,7 @@ def _get_to_stdout(reader: _ReadableInto, tick: Callable[[int], None], name: str
         tick(n)
 
     try:
-        _copy_out(reader, stdout, counting)
+        copy_out(reader, stdout, counting)
         stdout.flush()
     except AuthenticationError as e:
         stdout.flush()
@@ -153,17 +174,41 @@ def ls(session: Session, out: Output, args: argparse.Namespace) -> int:
     container = session.browse_container(args.location)
     names = list(container.list(args.prefix or ""))
     if args.long:
-        sizes = [container.size(n) for n in names]
-        out.result(
-            [{"name": n, "encrypted_size": s} for n, s in zip(names, sizes, strict=True)],
-            "\n".join(f"{s:>14}  {n}" for n, s in zip(names, sizes, strict=True)),
-        )
+        return _ls_long(container, out, names)
     else:
         out.result(names, "\n".join(names))
     return ExitCode.OK
 
 
+def _ls_long(container: Container, out: Output, names: list[str]) -> int:
+    """`ls -l`: plaintext size, stored size, generation per object, from its message header (no KMS call).
+
+    The stores expose no modification time yet, so none is shown. An object whose header cannot be read
+    is listed with its error and sets the exit code; the listing goes on."""
+    rows: list[dict[str, Any]] = []
+    lines: list[str] = []
+    codes: list[ExitCode] = []
+    for name in names:
+        try:
+            st = container.stat(name)
+        except EnvelopeError as e:
+            code = exit_code_for(e)
+            codes.append(code)
+            rows.append({"name": name, "error": one_line(e), "exit_code": int(code)})
+            lines.append(f"{'?':>14}  {'?':>14}  {'?':>4}  {name}")
+            out.error(f"{name}: {one_line(e)}")
+            continue
+        generation = "-" if st.generation is None else str(st.generation)
+        rows.append({"name": name, "size": st.size, "encrypted_size": st.encrypted_size, "generation": st.generation})
+        lines.append(f"{st.size:>14}  {st.encrypted_size:>14}  {generation:>4}  {name}")
+    header = f"{'SIZE':>14}  {'STORED':>14}  {'GEN':>4}  NAME"
+    out.result(rows, "\n".join([header, *lines]) if lines else "")
+    return transfer.worst_code(codes)
+
+
 def rm(session: Session, out: Output, args: argparse.Namespace) -> int:
+    if args.recursive or (not args.literal and any(transfer.is_pattern(n) for n in args.names)):
+        return transfer.rm_many(session, out, args)
     # Every name is judged before anything is deleted: one bad name must not leave the others half done.
     for name in args.names:
         validate_name(name)
@@ -230,7 +275,8 @@ def verify(session: Session, out: Output, args: argparse.Namespace) -> int:
     worst: ExitCode | None = None
     for name in names:
         try:
-            result = _verified(container.verify(name))
+            with explained(container, name, allow_unbound=session.allow_unbound):
+                result = _verified(container.verify(name))
         except EnvelopeError as e:
             code = exit_code_for(e)
             # An authentication failure outranks any other: it is what an operator must see.
@@ -260,8 +306,50 @@ the positional arguments, e.g. `envelope put C -- --odd-name f.txt` or
 `envelope put C --overwrite -- name -f.txt`."""
 
 
+def add_allow_unbound(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-unbound",
+        action="store_true",
+        help="also read messages another AWS Encryption SDK wrote with this container's full context and "
+        "KMS key (they carry no name binding: see docs/interop.md)",
+    )
+
+
+GET_EPILOG = """\
+Several objects: `get -r LOC logs/ -o DIR` (every name under logs/) or `get LOC 'logs/*.gz' -o DIR`;
+each object is written to DIR/ + its name less the part up to the last / before any glob character."""
+
+CP_EPILOG = """\
+forms:
+  envelope cp SRC_LOC NAME DST_LOC [NEW_NAME]        object to object (also within one container)
+  envelope cp -r SRC_LOC PREFIX DST_LOC [NEW_PREFIX]  every object under PREFIX
+  envelope cp --from-file FILE DST_LOC NAME           local file (or - for stdin) into a container
+  envelope cp SRC_LOC NAME --to-file FILE             object to a local file (atomic)
+
+The destination object is committed only after the source's final frame authenticated:
+a tampered or truncated source leaves nothing behind (unlike `get | put`). The trust
+options apply to both containers: list both keys (--key A --key B) when they differ."""
+
+
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     parents = [common, trust_parent()]
+
+    p = commands.add_parser(
+        "cp",
+        parents=parents,
+        help="copy objects between containers (re-encrypted, committed only once authenticated)",
+        description="Copy objects between containers, or between a local file and a container. Each copy is "
+        "decrypted, authenticated and re-encrypted under the destination's data key and name.",
+        epilog=CP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("operands", metavar="OPERAND", nargs="+", help="locations and names, as in the forms below")
+    p.add_argument("-r", "--recursive", action="store_true", help="copy every object under PREFIX")
+    p.add_argument("--from-file", metavar="FILE", help="copy a local file (- for stdin) into DST_LOC NAME")
+    p.add_argument("--to-file", metavar="FILE", help="copy SRC_LOC NAME to a local file")
+    p.add_argument("--overwrite", action="store_true", help="replace existing destinations (default: refuse)")
+    add_allow_unbound(p)
+    p.set_defaults(run=transfer.cp)
 
     p = commands.add_parser(
         "put",
@@ -271,34 +359,69 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("location", metavar="LOCATION")
-    p.add_argument("name", metavar="NAME", help="object name (e.g. reports/q3.csv)")
-    # No default: reading the terminal because FILE was forgotten (or taken for an option) is never what was meant.
-    p.add_argument("file", metavar="FILE", help="input file, or - to read standard input")
+    p.add_argument("name", metavar="NAME", help="object name (e.g. reports/q3.csv); with -r: the directory DIR")
+    p.add_argument(
+        "file", metavar="FILE", nargs="?", help="input file, or - to read standard input; with -r: a name PREFIX"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace NAME if it exists (default: refuse)")
-    p.set_defaults(run=put)
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="put -r LOCATION DIR [PREFIX]: every regular file under DIR, named PREFIX + its path in DIR",
+    )
+    p.set_defaults(run=put, parser=p, late=("file",))
 
-    p = commands.add_parser("get", parents=parents, help="decrypt object NAME to a file or stdout")
+    p = commands.add_parser(
+        "get",
+        parents=parents,
+        help="decrypt object NAME to a file or stdout",
+        description="Decrypt object NAME (or, with -r or a glob PATTERN, several objects into -o DIR).",
+        epilog=GET_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("location", metavar="LOCATION")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="object name, glob PATTERN (quoted), or with -r a PREFIX")
     p.add_argument(
         "-o",
         "--output",
         metavar="FILE",
-        default="-",
-        help="output file, written atomically; - or absent: stdout, streamed (see docs/cli.md)",
+        default=None,
+        help="output file, written atomically; DIR/ or an existing directory: written into it; "
+        "-: stdout, streamed (absent: stdout unless it is a terminal; see docs/cli.md)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
+    p.add_argument("-r", "--recursive", action="store_true", help="every object under the name PREFIX, into -o DIR")
+    p.add_argument("--literal", action="store_true", help="NAME is a name even if it holds * ? or [")
+    add_allow_unbound(p)
     p.set_defaults(run=get)
 
     p = commands.add_parser("ls", parents=parents, help="list object names (no KMS call)")
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("prefix", metavar="PREFIX", nargs="?", help="only names starting with PREFIX")
-    p.add_argument("-l", "--long", action="store_true", help="also show each object's encrypted size")
+    p.add_argument(
+        "-l",
+        "--long",
+        action="store_true",
+        help="also show plaintext size, stored size and generation (one header read per object)",
+    )
     p.set_defaults(run=ls)
 
-    p = commands.add_parser("rm", parents=parents, help="delete objects (no KMS call)")
+    p = commands.add_parser(
+        "rm",
+        parents=parents,
+        help="delete objects (no KMS call)",
+        description="Delete objects by NAME, glob PATTERN (quoted) or, with -r, PREFIX. No KMS call.",
+    )
     p.add_argument("location", metavar="LOCATION")
-    p.add_argument("names", metavar="NAME", nargs="+")
+    p.add_argument("names", metavar="NAME", nargs="+", help="object name, glob PATTERN, or with -r a PREFIX")
+    p.add_argument("-r", "--recursive", action="store_true", help="remove every object under each PREFIX")
+    p.add_argument("--literal", action="store_true", help="NAMEs are names even if they hold * ? or [")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"needed to remove more than {transfer.RM_CONFIRM_ABOVE} objects at once (else: list them, remove none)",
+    )
     p.set_defaults(run=rm)
 
     p = commands.add_parser(
@@ -313,4 +436,5 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("verify", parents=parents, help="authenticate objects without writing any plaintext")
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("names", metavar="NAME", nargs="*", help="objects to verify (default: all)")
+    add_allow_unbound(p)
     p.set_defaults(run=verify)

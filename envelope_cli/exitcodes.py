@@ -9,25 +9,7 @@ key material (the library's messages never do, and nothing here adds any).
 from __future__ import annotations
 
 import enum
-
-from botocore.exceptions import (
-    ClientError,
-    InvalidRegionError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-)
-
-from envelope.errors import (
-    AuthenticationError,
-    EnvelopeError,
-    FormatError,
-    GenerationInUseError,
-    KeystoreError,
-    KmsError,
-    StorageError,
-    ValidationError,
-)
+import sys
 
 __all__ = ["CliError", "ExitCode", "Terminated", "exit_code_for", "one_line"]
 
@@ -76,39 +58,66 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every clean-up on the way out runs."""
 
 
-# Ordered most specific first: ObjectNotFoundError is both a StorageError and a FileNotFoundError.
-_BY_CLASS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (
-    (AuthenticationError, ExitCode.AUTHENTICATION),
-    (GenerationInUseError, ExitCode.IN_USE),
-    (ValidationError, ExitCode.USAGE),
-    # A bad region from the environment or a profile (--region itself is checked up front).
-    ((ProfileNotFound, NoRegionError, InvalidRegionError, PartialCredentialsError), ExitCode.USAGE),
-    ((KmsError, KeystoreError), ExitCode.KMS),
-    (FormatError, ExitCode.FORMAT),
-    (FileNotFoundError, ExitCode.NOT_FOUND),
-    (FileExistsError, ExitCode.EXISTS),
-    (BrokenPipeError, ExitCode.BROKEN_PIPE),
-    ((StorageError, OSError), ExitCode.STORAGE),
-    (Terminated, ExitCode.TERMINATED),
-    (KeyboardInterrupt, ExitCode.INTERRUPTED),
-)
+_Classes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+def _botocore(*names: str) -> tuple[type[BaseException], ...]:
+    """botocore's exception classes, if botocore was loaded: an exception of a module that was never
+    imported cannot be raised, so looking for them must not import botocore (start-up time)."""
+    module = sys.modules.get("botocore.exceptions")
+    return tuple(getattr(module, n) for n in names) if module is not None else ()
+
+
+def _aws_usage_errors() -> tuple[type[BaseException], ...]:
+    return _botocore("ProfileNotFound", "NoRegionError", "InvalidRegionError", "PartialCredentialsError")
+
+
+def _by_class() -> tuple[tuple[_Classes, ExitCode], ...]:
+    """Ordered most specific first: ObjectNotFoundError is both a StorageError and a FileNotFoundError."""
+    from envelope.errors import (
+        AuthenticationError,
+        FormatError,
+        GenerationInUseError,
+        KeystoreError,
+        KmsError,
+        StorageError,
+        ValidationError,
+    )
+
+    return (
+        (AuthenticationError, ExitCode.AUTHENTICATION),
+        (GenerationInUseError, ExitCode.IN_USE),
+        (ValidationError, ExitCode.USAGE),
+        # A bad region from the environment or a profile (--region itself is checked up front).
+        (_aws_usage_errors(), ExitCode.USAGE),
+        ((KmsError, KeystoreError), ExitCode.KMS),
+        (FormatError, ExitCode.FORMAT),
+        (FileNotFoundError, ExitCode.NOT_FOUND),
+        (FileExistsError, ExitCode.EXISTS),
+        (BrokenPipeError, ExitCode.BROKEN_PIPE),
+        ((StorageError, OSError), ExitCode.STORAGE),
+        (Terminated, ExitCode.TERMINATED),
+        (KeyboardInterrupt, ExitCode.INTERRUPTED),
+    )
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code for an exception that ended a command."""
     if isinstance(exc, CliError):
         return exc.code
-    for classes, code in _BY_CLASS:
-        if isinstance(exc, classes):
+    for classes, code in _by_class():
+        if classes and isinstance(exc, classes):
             return code
     return ExitCode.ERROR
 
 
 def one_line(exc: BaseException) -> str:
     """A one-line description of `exc` for stderr (no traceback, no key material)."""
+    from envelope.errors import EnvelopeError
+
     if isinstance(exc, KeyboardInterrupt):
         return "terminated" if isinstance(exc, Terminated) else "interrupted"
-    if isinstance(exc, NoRegionError):
+    if isinstance(exc, _botocore("NoRegionError")):
         return "no AWS region configured: pass --region, or set AWS_REGION or a region in your profile"
     if isinstance(exc, OSError) and not isinstance(exc, EnvelopeError) and exc.strerror:
         text = exc.strerror
@@ -116,10 +125,7 @@ def one_line(exc: BaseException) -> str:
             text = f"{exc.filename}: {text}"
     else:
         text = str(exc) or type(exc).__name__
-        if not isinstance(
-            exc,
-            EnvelopeError | CliError | ProfileNotFound | NoRegionError | InvalidRegionError | PartialCredentialsError,
-        ):
+        if not isinstance(exc, (EnvelopeError, CliError, *_aws_usage_errors())):
             text = f"internal error: {type(exc).__name__}: {text}"
         reason = _underlying_reason(exc)
         if reason and reason not in text:
@@ -132,6 +138,7 @@ def _underlying_reason(exc: BaseException) -> str | None:
     cause = exc.__cause__
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror
-    if isinstance(cause, ClientError):
-        return str(cause.response.get("Error", {}).get("Code", "")) or None
+    if isinstance(cause, _botocore("ClientError")):
+        response = getattr(cause, "response", None) or {}
+        return str(response.get("Error", {}).get("Code", "")) or None
     return None

@@ -8,13 +8,15 @@ metadata only (id, ARN, state, aliases, dates), never key material.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envelope.errors import NotFoundError, ValidationError
-from envelope.kms import KeyInfo, LocalKms
 from envelope_cli.exitcodes import CliError, ExitCode
 from envelope_cli.output import Output
-from envelope_cli.session import KEYSTORE_ENV, Session
+from envelope_cli.session import KEYSTORE_ENV
+
+if TYPE_CHECKING:
+    from envelope.kms import KeyInfo, LocalKms
+    from envelope_cli.session import Session
 
 __all__ = ["add_parsers"]
 
@@ -39,6 +41,8 @@ def _describe(info: KeyInfo) -> str:
 
 
 def _require_free_alias(kms: LocalKms, alias: str) -> None:
+    from envelope.errors import NotFoundError, ValidationError
+
     try:
         taken = kms.describe_key(alias)
     except (NotFoundError, ValidationError):
@@ -95,7 +99,9 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "key",
         parents=[common],
         help="manage keys in the local development keystore",
-        description="Manage keys in the local keystore (--kms local[:PATH]). With --kms aws, manage keys in AWS.",
+        description="Manage keys in the local development keystore (--kms local[:PATH]). These commands refuse "
+        "--kms aws (exit 2): AWS KMS keys are created, disabled and deleted in AWS itself (console, "
+        "`aws kms create-key`, infrastructure as code).",
     )
     sub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
 

@@ -15,14 +15,12 @@ import sys
 import threading
 import traceback
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any
 
-from envelope_cli import control, data, keys, lifecycle, maintenance
 from envelope_cli.exitcodes import Terminated, exit_code_for, one_line
 from envelope_cli.output import Output
-from envelope_cli.session import KEYSTORE_ENV, Session, parse_kms
-from envelope_cli.trust import TrustOptions
+
+KEYSTORE_ENV = "ENVELOPE_KEYSTORE"
 
 __all__ = ["build_parser", "main"]
 
@@ -39,6 +37,18 @@ GLOBAL_DEFAULTS: dict[str, object] = {
     "debug": False,
 }
 
+# Environment defaults for global options: an option on the command line wins over its variable.
+ENVIRONMENT: dict[str, str] = {
+    "kms": "ENVELOPE_KMS",
+    "region": "ENVELOPE_REGION",
+    "endpoint_url": "ENVELOPE_ENDPOINT_URL",
+}
+
+GLOBAL_POINTER = (
+    "Global options (--kms, --region, --profile, --endpoint-url, --grant-token, --json, -q, --debug) "
+    "are accepted before or after the command: see `envelope --help`."
+)
+
 EPILOG = f"""\
 exit codes:
   0 success            1 other error         2 usage error          3 authentication failure
@@ -50,24 +60,39 @@ See docs/cli.md for every command, and for how `get` to stdout streams."""
 
 
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("kms-envelope")
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         return "unknown"
 
 
-def _global_options() -> argparse.ArgumentParser:
+def _global_options(*, shown: bool = True) -> argparse.ArgumentParser:
+    """The global options; `shown=False`: the same options, accepted but left out of a subcommand's help."""
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    g = common.add_argument_group("global options (before or after the command)")
+    group = common.add_argument_group("global options (before or after the command)")
+
+    def add(*names: str, **kwargs: Any) -> None:
+        if not shown:
+            kwargs["help"] = argparse.SUPPRESS
+        group.add_argument(*names, **kwargs)
+
+    g = argparse.Namespace(add_argument=add)
     g.add_argument(
         "--kms",
         metavar="local[:PATH]|aws",
         help="local: the development keystore (default; PATH defaults to $ENVELOPE_KEYSTORE or "
-        "~/.envelope/keystore); aws: AWS KMS",
+        "~/.envelope/keystore); aws: AWS KMS (default: $ENVELOPE_KMS, else local)",
     )
-    g.add_argument("--region", help="AWS region for KMS and S3")
+    g.add_argument("--region", help="AWS region for KMS and S3 (default: $ENVELOPE_REGION, else AWS's own)")
     g.add_argument("--profile", help="AWS profile for KMS and S3")
-    g.add_argument("--endpoint-url", metavar="URL", help="endpoint for KMS and S3 (emulators, VPC endpoints)")
+    g.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="endpoint for KMS and S3: emulators, VPC endpoints (default: $ENVELOPE_ENDPOINT_URL, else "
+        "AWS's own: $AWS_ENDPOINT_URL...)",
+    )
     g.add_argument(
         "--grant-token",
         metavar="TOKEN",
@@ -81,26 +106,88 @@ def _global_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _global_options()
+    # The command modules (and through them the library) are loaded here, not at import: `--version` never is.
+    from envelope_cli import control, data, keys, lifecycle, maintenance
+
     parser = argparse.ArgumentParser(
         prog="envelope",
-        parents=[common],
+        parents=[_global_options()],
         description="Envelope encryption with AWS KMS: a control plane that provisions containers\n"
         "without ever seeing a key, and a data plane that streams objects in and out of them.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Subcommands accept every global option but list them once, in `envelope --help`.
+    common = _global_options(shown=False)
     keys.add_parsers(commands, common)
     control.add_parsers(commands, common)
     data.add_parsers(commands, common)
     lifecycle.add_parsers(commands, common)
     maintenance.add_parsers(commands, common)
+    add_completion_parser(commands, common)
+    _describe_subcommands(parser)
     return parser
 
 
+class _VersionAction(argparse.Action):
+    """--version, with the version looked up only when asked for (importlib.metadata is slow to import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"envelope {_version()}")
+        parser.exit()
+
+
+def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand gets a description (its one-line help when it has none) and the global-options pointer."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            if not sub.description and helps.get(name):
+                text = str(helps[name])
+                sub.description = text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+            if not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                sub.epilog = f"{sub.epilog}\n\n{GLOBAL_POINTER}" if sub.epilog else GLOBAL_POINTER
+            _describe_subcommands(sub)
+
+
+def add_completion_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "completion",
+        parents=[common],
+        help="print a shell completion script (bash or zsh), generated from this parser",
+        description="Print a completion script for SHELL, generated from the command's own parser by shtab "
+        '(the [cli] extra). Load it with `eval "$(envelope completion bash)"` in ~/.bashrc, or save the zsh '
+        "one as _envelope in a directory on $fpath.",
+    )
+    p.add_argument("shell", metavar="SHELL", choices=("bash", "zsh"), help="bash or zsh")
+    p.set_defaults(run=_completion)
+
+
+def _completion(session: object, out: Output, args: argparse.Namespace) -> int:
+    try:
+        import shtab
+    except ImportError:
+        from envelope_cli.exitcodes import CliError, ExitCode
+
+        raise CliError(
+            "shell completion needs the shtab package: pip install 'kms-envelope[cli]'", ExitCode.ERROR
+        ) from None
+    script: str = shtab.complete(build_parser(), shell=args.shell)
+    sys.stdout.write(script if script.endswith("\n") else script + "\n")
+    return 0
+
+
 def _run(args: argparse.Namespace, out: Output) -> int:
+    from envelope_cli.session import Session, parse_kms
+    from envelope_cli.trust import TrustOptions
+
     choice = parse_kms(args.kms)
     session = Session(
         choice,
@@ -112,19 +199,45 @@ def _run(args: argparse.Namespace, out: Output) -> int:
     # Only the data commands have trust options; they are judged before anything is touched.
     if hasattr(args, "trusted_keys"):
         session.trust = TrustOptions.from_args(args, choice.kind)
+    session.allow_unbound = bool(getattr(args, "allow_unbound", False))
     code: int = args.run(session, out, args)
     return code
 
 
+# Global options that take a value, for `_asks_version`.
+_VALUED = frozenset({"--kms", "--region", "--profile", "--endpoint-url", "--grant-token"})
+
+
+def _asks_version(argv: Sequence[str]) -> bool:
+    """`envelope [global options] --version`: answered without building the parser (start-up time).
+
+    True only when --version comes before any command word, help option or `--`, as argparse would
+    act on it there; anything else goes through the full parser."""
+    words = iter(argv)
+    for word in words:
+        if word == "--version":
+            return True
+        if word in _VALUED:
+            next(words, None)
+        elif not word.startswith("-") or word in ("--", "-h", "--help") or word.startswith("--version="):
+            return False
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if _asks_version(sys.argv[1:] if argv is None else argv):
+        print(f"envelope {_version()}")
+        return 0
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
+    extras = _fill_late_positionals(args, extras)
     if extras:
         # The subcommand's own usage, not the top-level one, says what `envelope put` takes.
         _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
-            setattr(args, name, default)
+            variable = ENVIRONMENT.get(name)
+            setattr(args, name, os.environ.get(variable) or default if variable else default)
     out = Output(json_output=args.json, quiet=args.quiet)
     previous = _on_sigterm_raise()
     try:
@@ -146,6 +259,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _fill_late_positionals(args: argparse.Namespace, extras: list[str]) -> list[str]:
+    """An optional positional (put's FILE) given after an option (`put C x --overwrite -`): argparse has
+    already matched it as absent and left the word over; a command lists such positionals in `late`."""
+    for dest in getattr(args, "late", ()):
+        if extras and getattr(args, dest, None) is None and (extras[0] == "-" or not extras[0].startswith("-")):
+            setattr(args, dest, extras[0])
+            extras = extras[1:]
+    return extras
+
+
 def _operation(args: argparse.Namespace) -> str:
     """The command as the user gave it, for error messages: `get s3://b/c`, `key describe alias/x`."""
     words = [args.command]
@@ -153,7 +276,8 @@ def _operation(args: argparse.Namespace) -> str:
         words.append(args.key_command)
         operand = getattr(args, "key", None)
     else:
-        operand = getattr(args, "location", None) or getattr(args, "root", None)
+        operands = getattr(args, "operands", None) or [None]
+        operand = getattr(args, "location", None) or getattr(args, "root", None) or operands[0]
     if operand is not None:
         words.append(operand)
     return " ".join(words)

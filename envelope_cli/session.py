@@ -17,22 +17,21 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
-from botocore.exceptions import InvalidRegionError
-from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
 
-from controlplane import ControlPlane
-from dataplane import Container, DataPlane
-from envelope.containers import read_container_header
-from envelope.datakey import DataKey
-from envelope.errors import AuthenticationError, FormatError, KmsError
-from envelope.kms import AwsKms, LocalKms
-from envelope.storage import Store, open_store
 from envelope_cli.exitcodes import CliError, ExitCode
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from controlplane import ControlPlane
+    from dataplane import Container, DataPlane
+    from envelope.datakey import DataKey
+    from envelope.kms import AwsKms, LocalKms
+    from envelope.storage import Store
     from envelope_cli.trust import TrustOptions
+
+# Imports are made where they are needed: `envelope --version` and the local commands must not pay for
+# botocore (nor the control plane for a data command); tests/test_cli_help.py checks which are loaded.
 
 __all__ = ["KmsChoice", "Session", "default_keystore", "parse_kms"]
 
@@ -68,6 +67,9 @@ def _check_region(region: str | None) -> str | None:
     """--region as botocore will take it; a usage error now rather than an internal error later."""
     if region is None:
         return None
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
     try:
         validate_region_name(region)
     except InvalidRegionError:
@@ -79,6 +81,8 @@ def _check_endpoint_url(url: str | None) -> str | None:
     """--endpoint-url: an http(s) URL with a host, as botocore requires (it would raise a bare ValueError)."""
     if url is None:
         return None
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError for a port that is not a number in range
@@ -105,6 +109,17 @@ class _NoDecrypt:
         raise AssertionError("this command must not decrypt anything")
 
 
+class _NoGenerate:
+    """A key generator for control-plane commands that must not touch any key (describe, containers):
+    handing the control plane this instead of a KMS makes "no KMS call" structural, and spares them
+    loading any KMS adapter."""
+
+    provider_id = "local"
+
+    def generate_data_key_without_plaintext(self, *_: Any, **__: Any) -> Any:
+        raise AssertionError("this command must not generate a data key")
+
+
 class Session:
     """The KMS, S3 client and planes the global options ask for, built on first use."""
 
@@ -124,6 +139,8 @@ class Session:
         self.profile = profile
         self.endpoint_url = _check_endpoint_url(endpoint_url)
         self.grant_tokens = tuple(grant_tokens)
+        self.allow_unbound = False
+        """--allow-unbound: read commands also accept unbound messages (docs/interop.md)."""
         self._kms: AwsKms | LocalKms | None = None
         self._s3: S3Client | None = None
 
@@ -132,10 +149,14 @@ class Session:
     def kms(self) -> AwsKms | LocalKms:
         if self._kms is None:
             if self.choice.kind == "aws":
+                from envelope.kms import AwsKms
+
                 self._kms = AwsKms.from_config(
                     region_name=self.region, endpoint_url=self.endpoint_url, profile_name=self.profile
                 )
             else:
+                from envelope.kms import LocalKms
+
                 assert self.choice.keystore is not None
                 self._kms = LocalKms(self.choice.keystore)
         return self._kms
@@ -149,6 +170,8 @@ class Session:
                 "development keystore (--kms local[:PATH])",
                 ExitCode.USAGE,
             )
+        from envelope.kms import LocalKms
+
         kms = self.kms()
         assert isinstance(kms, LocalKms)
         return kms
@@ -166,6 +189,8 @@ class Session:
 
     def store(self, location: str) -> Store:
         """The store for a location; builds the S3 client only for s3:// locations."""
+        from envelope.storage import open_store
+
         s3 = self.s3_client() if location.startswith("s3://") else None
         return open_store(location, s3_client=s3)
 
@@ -174,7 +199,15 @@ class Session:
     # Planes are always handed a Store (see `store`), so they never need the S3 client themselves.
 
     def control_plane(self) -> ControlPlane:
+        from controlplane import ControlPlane
+
         return ControlPlane(self.kms())
+
+    def browse_control_plane(self) -> ControlPlane:
+        """A control plane for reading headers only (describe, containers): no KMS adapter is built."""
+        from controlplane import ControlPlane
+
+        return ControlPlane(_NoGenerate())
 
     def _trust(self) -> TrustOptions:
         if self.trust is None:
@@ -182,10 +215,19 @@ class Session:
         return self.trust
 
     def _data_plane(self, kms: Any) -> DataPlane:
-        return DataPlane(kms, grant_tokens=self.grant_tokens or None, **self._trust().plane_options())
+        from dataplane import DataPlane
+
+        return DataPlane(
+            kms,
+            grant_tokens=self.grant_tokens or None,
+            allow_unbound=self.allow_unbound,
+            **self._trust().plane_options(),
+        )
 
     def open_container(self, location: str) -> Container:
         """Open a container with its data key (one KMS Decrypt), for put/get/verify."""
+        from envelope.errors import AuthenticationError, FormatError, KmsError
+
         plane = self._data_plane(self.kms())
         store = self.store(location)
         try:
@@ -204,6 +246,8 @@ class Session:
         """Open a container without its data key and without any KMS call, for ls/rm/inspect.
 
         The trust options apply all the same: a header they refuse is refused here too."""
+        from envelope.errors import AuthenticationError
+
         plane = self._data_plane(_NoDecrypt())
         try:
             return plane.open(self.store(location), fetch_key=False, **self._trust().open_options())
@@ -212,6 +256,8 @@ class Session:
 
     def _mismatch_hint(self, store: Store) -> str | None:
         """Why a KMS failure may be a wrong --kms, when the header says who holds the data key."""
+        from envelope.containers import read_container_header
+
         try:
             provider = read_container_header(store).data_keys[0].provider
         except Exception:  # noqa: BLE001 - only a hint; the KMS error is what gets reported

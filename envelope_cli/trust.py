@@ -23,7 +23,6 @@ from typing import Any
 
 import attrs
 
-from dataplane.trust import KeyTrust
 from envelope.errors import ValidationError
 from envelope_cli.control import parse_pairs
 from envelope_cli.exitcodes import CliError, ExitCode
@@ -126,6 +125,8 @@ class TrustOptions:
         )
         if options.expect_container_id is not None and not options.expect_container_id:
             raise CliError("--expect-container-id must not be empty", ExitCode.USAGE)
+        from dataplane.trust import KeyTrust  # loaded by the data commands only, when they run
+
         try:  # the library's own checks (ARN syntax, account ids), now rather than after reading anything
             KeyTrust.from_options(provider=None, **options.plane_options())
         except ValidationError as e:

@@ -117,7 +117,12 @@ def test_local_workflow_every_subcommand(cli: Cli, tmp_path: Path) -> None:
     assert cli("ls", "c").stdout.decode().split() == ["empty", "logs/a.txt", "logs/b.txt", "reports/q3.bin"]
     assert cli.json("ls", "c", "logs/") == ["logs/a.txt", "logs/b.txt"]
     [long] = cli.json("ls", "--long", "c", "reports/")
-    assert long == {"name": "reports/q3.bin", "encrypted_size": put["encrypted_size"]}
+    assert long == {
+        "name": "reports/q3.bin",
+        "size": len(report),
+        "encrypted_size": put["encrypted_size"],
+        "generation": 1,
+    }
 
     info = cli.json("inspect", "c", "reports/q3.bin")
     assert info["suite_id"] == "0x0478" and info["content_type"] == "framed" and info["bound_to_container"]

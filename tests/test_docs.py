@@ -95,3 +95,11 @@ def test_cli_reference_documents_every_command_and_exit_code() -> None:
     table = _section(text, "## Exit codes")
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)}
     assert documented == {int(code) for code in ExitCode}
+
+
+def test_the_interop_guide_has_runnable_esdk_recipes() -> None:
+    blocks = [p for p in python_blocks() if p.values[0].name == "interop.md" and not p.marks]
+    recipes = " ".join(p.values[2] for p in blocks)
+    for needle in ("esdk.decrypt", "esdk.encrypt", "allow_unbound=True", "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"):
+        assert needle in recipes, needle
+    assert len(blocks) >= 2

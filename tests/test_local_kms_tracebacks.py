@@ -68,3 +68,15 @@ def test_no_failure_path_of_the_keystore_shows_its_master_key(tmp_path: Path) ->
         assert "material" not in shown or "<key material>" in shown
         for form in _forms(master):
             assert form not in shown, f"master key in the traceback of {info.value!r}"
+
+
+def test_a_missing_keystore_is_named_as_such(tmp_path: Path) -> None:
+    from controlplane import ControlPlane
+    from dataplane import DataPlane
+    from envelope.errors import KeystoreError
+
+    kms = LocalKms(tmp_path / "ks")
+    kms.create_key(alias="alias/k")
+    ControlPlane(kms).create_container(str(tmp_path / "c"), key_id="alias/k")
+    with pytest.raises(KeystoreError, match="does not exist"):
+        DataPlane(LocalKms(tmp_path / "missing")).open(str(tmp_path / "c"))

@@ -424,6 +424,8 @@ class LocalKms:
         key_uuid = blob[len(_BLOB_MAGIC) : len(_BLOB_MAGIC) + 16]
         record = self._load_key(str(uuid.UUID(bytes=key_uuid)))
         if record is None:
+            if not self.path.exists():
+                raise KeystoreError(f"the local keystore {self.path} does not exist")
             raise InvalidCiphertextError("the ciphertext refers to a key that does not exist")
         if key_id is not None and self._resolve(key_id)["key_id"] != record["key_id"]:
             raise IncorrectKeyError("the ciphertext was not encrypted under the key given as KeyId")

@@ -78,7 +78,8 @@ def rekey(session: Session, out: Output, args: argparse.Namespace) -> int:
         validate_prefix(args.prefix)
     if not 1 <= args.workers <= 64:
         raise CliError("--workers must be 1..64", ExitCode.USAGE)
-    container = session.open_container(args.location)
+    # On a Dask cluster each worker opens the container from a picklable spec (never a key or a client).
+    container = session.container_spec(args.location).open() if args.dask else session.open_container(args.location)
     done = [0]
 
     def tick(name: str, outcome: str) -> None:

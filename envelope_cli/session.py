@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from controlplane import ControlPlane
     from dataplane import Container, DataPlane
+    from dataplane.bulk import ContainerSpec
     from envelope.datakey import DataKey
     from envelope.kms import AwsKms, LocalKms
     from envelope.storage import Store
@@ -222,6 +223,28 @@ class Session:
             grant_tokens=self.grant_tokens or None,
             allow_unbound=self.allow_unbound,
             **self._trust().plane_options(),
+        )
+
+    def container_spec(self, location: str) -> ContainerSpec:
+        """The picklable configuration of this command's container, for work on other processes (--dask)."""
+        from dataplane.bulk import ContainerSpec
+
+        trust = self._trust()
+        kms = "aws" if self.choice.kind == "aws" else f"local:{self.local_kms().path}"
+        return ContainerSpec(
+            location=self.store(location).url,
+            kms=kms,
+            region=self.region,
+            profile=self.profile,
+            endpoint_url=self.endpoint_url,
+            key_ids=trust.key_ids or (),
+            discovery=trust.discovery,
+            discovery_accounts=trust.discovery_accounts or (),
+            discovery_partition=trust.discovery_partition,
+            expect_context=dict(trust.expect_context),
+            container_id=trust.expect_container_id,
+            allow_unbound=self.allow_unbound,
+            grant_tokens=self.grant_tokens,
         )
 
     def open_container(self, location: str) -> Container:

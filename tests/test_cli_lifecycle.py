@@ -46,3 +46,25 @@ def test_the_whole_lifecycle_from_the_command_line(tmp_path: Path) -> None:
     cli("retire", c, "7", code=USAGE)
     cli("rekey", c, "--workers", "0", code=USAGE)
     cli("rekey", c, "--prefix", "/bad", code=USAGE)
+
+
+def test_rekey_on_a_dask_cluster_from_the_command_line(tmp_path: Path) -> None:
+    import pytest
+
+    distributed = pytest.importorskip("distributed")
+    cli = Cli(tmp_path, "--kms", f"local:{tmp_path / 'ks'}")
+    cli("key", "create", "--alias", "alias/k")
+    c = str(tmp_path / "c")
+    cli("create", c, "--key", "alias/k")
+    (tmp_path / "f").write_bytes(b"x" * 5000)
+    for name in ("a", "b", "c"):
+        cli("put", c, name, str(tmp_path / "f"))
+    cli("rotate", c)
+    cluster = distributed.LocalCluster(
+        n_workers=1, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    )
+    try:
+        report = cli.json("rekey", c, "--dask", cluster.scheduler_address)
+    finally:
+        cluster.close()
+    assert sorted(report["rekeyed"]) == ["a", "b", "c"] and report["generation"] == 2

@@ -36,6 +36,7 @@ from ._byteio import MessageSource
 from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
 from ._params import check_threads
 from .format import (
+    DEFAULT_LIMITS,
     FINAL_FRAME_OVERHEAD,
     FINAL_FRAME_PREFIX,
     NON_FRAMED_OVERHEAD,
@@ -112,7 +113,7 @@ class MessageReader(io.BufferedIOBase):
         self._cached = -1
         try:
             self._threads = check_threads(threads)
-            limits = limits or Limits()
+            limits = limits or DEFAULT_LIMITS
             if max_frame_length is not None:
                 limits = attrs.evolve(limits, max_frame_length=max_frame_length)
             header, prefix = read_header_and_prefix(source, limits)

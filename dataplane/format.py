@@ -165,6 +165,10 @@ class Limits:
     max_non_framed_size: int = attrs.field(default=64 << 20, validator=_int_in(0, MAX_NON_FRAMED_CONTENT_LENGTH))
 
 
+DEFAULT_LIMITS = Limits()
+"""The default `Limits` (frozen, so one shared instance: building one runs five validators)."""
+
+
 class EncryptedDataKey(NamedTuple):
     """One EDK of the header: who can decrypt it, which key, and the wrapped data key."""
 
@@ -644,7 +648,7 @@ def read_header_and_prefix(source: MessageSource, limits: Limits | None = None) 
     goes through the careful field-by-field parser, which raises the precise
     error. Both accept exactly the same headers (tests/test_perf_header.py).
     """
-    limits = limits or Limits()
+    limits = limits or DEFAULT_LIMITS
     size = source.size
     # Never more than a header and one frame the limits allow: a hostile size costs nothing extra.
     whole = min(SMALL_OBJECT_BYTES, limits.max_header_size + limits.max_frame_length + FINAL_FRAME_OVERHEAD)
@@ -744,7 +748,7 @@ def read_header_from_stream(stream: MessageStream, limits: Limits | None = None)
     position afterwards), refuses as soon as a field is wrong -- an unknown
     version after one byte -- and never reads more than `limits.max_header_size`.
     """
-    limits = limits or Limits()
+    limits = limits or DEFAULT_LIMITS
     reads = _StreamReads(stream)
     reader = _HeaderReader(reads.readinto_at, MAX_FORMAT_HEADER_SIZE, limits.max_header_size, read_ahead=False)
     return _parse_header(reader, reads.readinto_at, limits)
@@ -857,7 +861,7 @@ class BodyLayout:
 
 def body_layout(header: MessageHeader, object_size: int, limits: Limits | None = None) -> BodyLayout:
     """Lay out the body; an object size no valid message can have is an `AuthenticationError`."""
-    limits = limits or Limits()
+    limits = limits or DEFAULT_LIMITS
     body_size = object_size - header.size
     if header.content_type == CONTENT_TYPE_NON_FRAMED:
         content = body_size - NON_FRAMED_OVERHEAD

@@ -181,6 +181,20 @@ def _s3(ax: Axes, fig: dict[str, Any]) -> None:
     ax.legend(fontsize=7)
 
 
+def _small(ax: Axes, fig: dict[str, Any]) -> None:
+    sizes = list(fig["sizes"])
+    groups = [(size, op) for size in sizes for op in ("put", "get")]
+    width = 0.27
+    for k, who in enumerate(("ours", "plain", "esdk")):
+        values = [fig["sizes"][size]["per_second"][f"{who}_{op}"]["median"] for size, op in groups]
+        xs = [i + (k - 1) * width for i in range(len(groups))]
+        ax.bar(xs, values, width, label={"esdk": "ESDK caching CMM", "plain": "plain files"}.get(who, who))
+    ax.set_xticks(range(len(groups)), [f"{size} {op}" for size, op in groups], fontsize=7)
+    ax.set_yscale("log")
+    ax.set_title(f"10. small objects per second ({fig['objects_per_round']:,} per round), log scale", fontsize=9)
+    ax.legend(fontsize=7)
+
+
 PANELS: dict[str, Callable[[Axes, dict[str, Any]], None]] = {
     "streams": _streams,
     "threads": _threads,
@@ -190,11 +204,12 @@ PANELS: dict[str, Callable[[Axes, dict[str, Any]], None]] = {
     "kms": _kms,
     "provisioning": _provisioning,
     "s3": _s3,
+    "small": _small,
 }
 
 
 def render(results: dict[str, Any], path: str) -> None:
-    fig, axes = plt.subplots(2, 4, figsize=(20, 9))
+    fig, axes = plt.subplots(3, 3, figsize=(18, 13))
     for ax, (name, draw) in zip(axes.flat, PANELS.items(), strict=True):
         data = results["figures"].get(name)
         if not data or "error" in data:

@@ -41,6 +41,7 @@ class Config:
     random_frames: tuple[int, ...]
     random_reads: int
     kms_objects: int
+    small_objects: int
     provision_count: int
     provision_workers: int
     provision_reps: int
@@ -65,6 +66,7 @@ FULL = Config(
     random_frames=(64 * KiB, MiB),
     random_reads=300,
     kms_objects=1000,
+    small_objects=1000,
     provision_count=200,
     provision_workers=8,
     provision_reps=5,
@@ -84,6 +86,7 @@ QUICK = replace(
     random_size=64 * MiB,
     random_reads=100,
     provision_count=64,
+    small_objects=300,
     provision_reps=3,
     s3_size=32 * MiB,
     s3_reps=2,
@@ -105,6 +108,7 @@ TINY = replace(
     random_frames=(64 * KiB,),
     random_reads=5,
     kms_objects=10,
+    small_objects=10,
     provision_count=4,
     provision_workers=4,
     provision_reps=1,
@@ -124,6 +128,7 @@ def _figures() -> dict[str, tuple[str, Callable[[Config, Context], dict[str, Any
         fig_rekey,
         fig_rss,
         fig_s3,
+        fig_small,
         fig_throughput,
     )
 
@@ -137,11 +142,12 @@ def _figures() -> dict[str, tuple[str, Callable[[Config, Context], dict[str, Any
         "provisioning": ("7. provisioning rate", fig_provision.run),
         "s3": ("8. S3 streaming", fig_s3.run),
         "fsspec": ("9. Parquet through envelope:// (opt-in)", fig_fsspec.run),
-        "rekey": ("10. rekey in place vs a durable copy; Dask 2 workers vs 1 (opt-in)", fig_rekey.run),
+        "small": ("10. small objects per second", fig_small.run),
+        "rekey": ("11. rekey in place vs a durable copy; Dask 2 workers vs 1 (opt-in)", fig_rekey.run),
     }
 
 
-FIGURE_NAMES = ("streams", "threads", "peers", "rss", "random", "kms", "provisioning", "s3")
+FIGURE_NAMES = ("streams", "threads", "peers", "rss", "random", "kms", "provisioning", "s3", "small")
 # Run only when named with --only: they need the test extra's data tools (pandas, pyarrow, fsspec).
 OPT_IN_FIGURES = ("fsspec", "rekey")
 

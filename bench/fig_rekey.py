@@ -1,4 +1,4 @@
-"""Figure 10: re-encryption in place (`Container.rekey_all`) against a plain durable copy of the same
+"""Figure 11: re-encryption in place (`Container.rekey_all`) against a plain durable copy of the same
 bytes, and 2 Dask worker processes against 1 on a prefix of many objects.
 
 Rekey reads each stored object, authenticates and decrypts every frame,
@@ -95,7 +95,7 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
         "ratio": ratio,
         "summary": [
             verdict(
-                "10",
+                "11",
                 "rekey_all / plain durable copy (same bytes, 1 thread)",
                 ratio,
                 target=(">=", TARGET),
@@ -153,7 +153,7 @@ def _dask(cfg: Any, ctx: Any, location: str, kms: Any, control: Any, count: int,
         "dask_seconds": {str(k): summarize(v) for k, v in seconds.items()},
         "dask_speedup": speedup,
         "dask_summary": verdict(
-            "10",
+            "11",
             "rekey_all on 2 Dask workers / 1 (2 cores, shared with scheduler and client)",
             speedup,
             target=None,

@@ -41,6 +41,10 @@ from bench.streams import CountingSink, KiB, MiB, pattern
 
 IN_MEMORY_TARGET = 0.90
 FILE_TARGET = 0.75
+FILE_VS_COPY_TARGET = 0.95
+"""The headline: file-to-file against a plain durable copy of the same bytes with no cipher."""
+THREADS_SHARE_TARGET = 0.9
+"""2 threads / 1 as a share of what the raw cipher gets from a second thread in the same rounds."""
 THREADS_TARGET = 1.6
 
 
@@ -197,12 +201,12 @@ def run_streams(cfg: Any, ctx: Any) -> dict[str, Any]:
                 summary.append(
                     verdict(
                         "1",
-                        f"file-to-file {op}, {_label(frame_length)} frames / raw",
-                        vs_cipher,
-                        target=(">=", FILE_TARGET),
+                        f"file-to-file {op}, {_label(frame_length)} frames / plain durable copy",
+                        vs_copy,
+                        target=(">=", FILE_VS_COPY_TARGET),
                         detail=(
-                            f"vs raw cipher with the same file I/O: {vs_file['median']:.2f}x; "
-                            f"vs a plain copy (I/O alone): {vs_copy['median']:.2f}x"
+                            f"vs raw cipher in memory: {vs_cipher['median']:.2f}x (old target >= {FILE_TARGET:g}x); "
+                            f"vs raw cipher with the same file I/O: {vs_file['median']:.2f}x"
                         ),
                     )
                 )
@@ -267,6 +271,13 @@ def run_threads(cfg: Any, ctx: Any) -> dict[str, Any]:
             raw_ratio = summarize(paired_ratios(mbps[f"raw_{op}_t2"], mbps[f"raw_{op}_t1"]))
             row["ratio"][f"{op}_2_vs_1"] = ratio
             row["ratio"][f"raw_{op}_2_vs_1"] = raw_ratio
+            share = summarize(
+                paired_ratios(
+                    paired_ratios(mbps[f"{op}_t2"], mbps[f"{op}_t1"]),
+                    paired_ratios(mbps[f"raw_{op}_t2"], mbps[f"raw_{op}_t1"]),
+                )
+            )
+            row["ratio"][f"{op}_2_vs_1_share_of_raw"] = share
             summary.append(
                 verdict(
                     "2",
@@ -274,6 +285,15 @@ def run_threads(cfg: Any, ctx: Any) -> dict[str, Any]:
                     ratio,
                     target=(">=", THREADS_TARGET),
                     detail=f"raw cipher 2/1 threads in the same rounds: {raw_ratio['median']:.2f}x",
+                )
+            )
+            summary.append(
+                verdict(
+                    "2",
+                    f"{op} 2-thread gain / raw cipher's 2-thread gain, {_label(frame_length)} frames",
+                    share,
+                    target=(">=", THREADS_SHARE_TARGET),
+                    detail="per round: (ours 2/1) / (raw 2/1); the machine's own gain is the denominator",
                 )
             )
         rows.append(row)

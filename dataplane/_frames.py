@@ -59,7 +59,7 @@ BATCH_BYTES = 1 << 20
 (at least one frame): per-call overheads (Python, the sink, the source, a hand-off to
 a worker thread) then vanish next to AES-GCM, and memory stays flat."""
 
-THREAD_BATCHES = 4
+THREAD_BATCHES = 2
 """With ``threads >= 2`` a batch holds this many times `BATCH_BYTES` of plaintext (4 MiB,
 at least one frame), and each task seals or opens a contiguous run of up to one batch:
 a hand-off to a worker costs tens of microseconds, so runs must be long to pay off."""

@@ -36,6 +36,7 @@ from ._byteio import MessageSource
 from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
 from ._params import check_threads
 from .format import (
+    DEFAULT_LIMITS,
     FINAL_FRAME_OVERHEAD,
     FINAL_FRAME_PREFIX,
     NON_FRAMED_OVERHEAD,
@@ -46,12 +47,24 @@ from .format import (
     authenticate_header,
     authenticated_only_context,
     body_layout,
-    read_header,
+    read_header_and_prefix,
 )
 
 __all__ = ["MessageReader"]
 
 _T = TypeVar("_T")
+
+
+class _PrefixView:
+    """Zero-copy views into the bytes of a small object the header read fetched whole."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+
+    def view_at(self, offset: int, length: int) -> memoryview:
+        return self._view[offset : offset + length]
 
 
 class MessageReader(io.BufferedIOBase):
@@ -100,10 +113,10 @@ class MessageReader(io.BufferedIOBase):
         self._cached = -1
         try:
             self._threads = check_threads(threads)
-            limits = limits or Limits()
+            limits = limits or DEFAULT_LIMITS
             if max_frame_length is not None:
                 limits = attrs.evolve(limits, max_frame_length=max_frame_length)
-            header = read_header(source, limits)
+            header, prefix = read_header_and_prefix(source, limits)
             extra = authenticated_only_context(header, required_encryption_context)
             layout = body_layout(header, source.size, limits)
             key = authenticate_header(header, resolve_key(header), extra_aad=extra)
@@ -119,6 +132,8 @@ class MessageReader(io.BufferedIOBase):
         self._layout = layout
         self._key = key
         self._view_at: Callable[[int, int], memoryview] | None = getattr(source, "view_at", None)
+        if self._view_at is None and len(prefix) == source.size:
+            self._view_at = _PrefixView(prefix).view_at  # a small object, read whole with its header
         self._batch = frames_per_batch(layout.frame_length, self._threads)
         self._slot = self._new_slot()
         self._slots: list[OpenSlot] = []

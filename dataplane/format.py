@@ -57,6 +57,7 @@ __all__ = [
     "key_holder",
     "parse_encryption_context",
     "read_header",
+    "read_header_and_prefix",
     "read_header_from_stream",
     "serialize_encryption_context",
 ]
@@ -133,6 +134,8 @@ _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _HEADER_READ_CHUNK = 4096
+SMALL_OBJECT_BYTES = 64 << 10
+"""Objects up to this size are read whole by the header read (one positional read per object)."""
 MAX_FORMAT_HEADER_SIZE = 1 << 30  # the largest Limits.max_header_size
 
 
@@ -160,6 +163,10 @@ class Limits:
     max_encryption_context_size: int = attrs.field(default=U16_MAX, validator=_int_in(0, U16_MAX))
     max_frame_length: int = attrs.field(default=MAX_FRAME_LENGTH, validator=_int_in(1, MAX_FORMAT_FRAME_LENGTH))
     max_non_framed_size: int = attrs.field(default=64 << 20, validator=_int_in(0, MAX_NON_FRAMED_CONTENT_LENGTH))
+
+
+DEFAULT_LIMITS = Limits()
+"""The default `Limits` (frozen, so one shared instance: building one runs five validators)."""
 
 
 class EncryptedDataKey(NamedTuple):
@@ -253,20 +260,33 @@ def parse_encryption_context(data: bytes | memoryview) -> dict[str, str]:
     data = bytes(data)
     if not data:
         return {}
-    cur = _Cursor(data)
-    count = cur.u16()
+    end = len(data)
+    if end < 2:
+        raise FormatError("encryption context: a length runs past the end of the block")
+    (count,) = _U16.unpack_from(data, 0)
     if count == 0:
         raise FormatError("encryption context: a non-empty encoding must have at least one entry")
     context: dict[str, str] = {}
     previous: bytes | None = None
+    pos = 2
+    unpack_u16 = _U16.unpack_from
     for _ in range(count):
-        key = cur.take(cur.u16())
-        value = cur.take(cur.u16())
+        if pos + 2 > end:
+            raise FormatError("encryption context: a length runs past the end of the block")
+        start = pos + 2
+        pos = start + unpack_u16(data, pos)[0]
+        if pos + 2 > end:
+            raise FormatError("encryption context: a length runs past the end of the block")
+        key = data[start:pos]
+        start = pos + 2
+        pos = start + unpack_u16(data, pos)[0]
+        if pos > end:
+            raise FormatError("encryption context: a length runs past the end of the block")
         if previous is not None and key <= previous:
             raise FormatError("encryption context: keys are duplicated or not sorted")
         previous = key
-        context[_utf8(key, "encryption context key")] = _utf8(value, "encryption context value")
-    if cur.remaining:
+        context[_utf8(key, "encryption context key")] = _utf8(data[start:pos], "encryption context value")
+    if pos != end:
         raise FormatError("encryption context: trailing bytes after the last entry")
     return context
 
@@ -276,30 +296,6 @@ def _utf8(data: bytes, what: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError(f"{what} is not valid UTF-8") from None
-
-
-class _Cursor:
-    """Bounds-checked reads over bytes already in memory (the context block)."""
-
-    __slots__ = ("_data", "_pos")
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    @property
-    def remaining(self) -> int:
-        return len(self._data) - self._pos
-
-    def take(self, n: int) -> bytes:
-        if n > self.remaining:
-            raise FormatError("encryption context: a length runs past the end of the block")
-        out = self._data[self._pos : self._pos + n]
-        self._pos += n
-        return out
-
-    def u16(self) -> int:
-        return int(_U16.unpack(self.take(2))[0])
 
 
 # --- Key derivation and header authentication --------------------------------
@@ -358,14 +354,26 @@ def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
 def _commit_and_derive(data_key: DataKey, message_id: bytes) -> tuple[bytes, MessageKey]:
     """(commitment key, message key) of a 32-byte data key and a 32-byte message id.
 
-    The one frame that holds the revealed data key: its inputs are checked by
-    the callers, so nothing here raises, and the bytes are dropped before it returns.
+    Both are HKDF-SHA512 (RFC 5869) with the message id as salt and 32-byte
+    outputs: one extract (the same for both) and one expand block each, i.e.
+    three one-shot HMACs instead of two full HKDFs (`derive_keys` computes
+    them with `cryptography`'s HKDF; tests check the two agree).
+    The one frame that holds the revealed data key and the pseudorandom key:
+    its inputs are checked by the callers, so nothing here raises, and the
+    bytes are dropped before it returns.
     """
     ikm = data_key.reveal()
+    prk = b""
     try:
-        return _hkdf(ikm, message_id, COMMIT_KEY_INFO), MessageKey(_hkdf(ikm, message_id, DERIVE_KEY_INFO))
+        prk = hmac.digest(message_id, ikm, "sha512")
+        commitment = hmac.digest(prk, _COMMIT_KEY_BLOCK, "sha512")[:COMMITMENT_KEY_LENGTH]
+        return commitment, MessageKey(hmac.digest(prk, _DERIVE_KEY_BLOCK, "sha512")[:DERIVED_KEY_LENGTH])
     finally:
-        del ikm
+        del ikm, prk
+
+
+_COMMIT_KEY_BLOCK = COMMIT_KEY_INFO + b"\x01"  # HKDF-Expand's first block: T(1) = HMAC(PRK, info | 0x01)
+_DERIVE_KEY_BLOCK = DERIVE_KEY_INFO + b"\x01"
 
 
 def _key_if_committed(data_key: DataKey, header: MessageHeader) -> MessageKey | None:
@@ -559,13 +567,19 @@ class _HeaderReader:
     __slots__ = ("_buf", "_limit", "_pos", "_read_ahead", "_readinto_at", "_size")
 
     def __init__(
-        self, readinto_at: Callable[[int, memoryview], int], size: int, limit: int, *, read_ahead: bool = True
+        self,
+        readinto_at: Callable[[int, memoryview], int],
+        size: int,
+        limit: int,
+        *,
+        read_ahead: bool = True,
+        seed: bytes = b"",
     ) -> None:
         self._readinto_at = readinto_at
         self._size = size
         self._limit = limit
         self._read_ahead = read_ahead
-        self._buf = bytearray()
+        self._buf = bytearray(seed)  # the object's first bytes, already read
         self._pos = 0
 
     @property
@@ -618,9 +632,113 @@ def _looks_like_base64(first: bytes) -> bool:
 
 def read_header(source: MessageSource, limits: Limits | None = None) -> MessageHeader:
     """Parse the header at the start of `source`; does not authenticate it."""
-    limits = limits or Limits()
-    reader = _HeaderReader(source.readinto_at, source.size, limits.max_header_size)
-    return _parse_header(reader, source.readinto_at if source.size >= 2 else None, limits)
+    return read_header_and_prefix(source, limits)[0]
+
+
+def read_header_and_prefix(source: MessageSource, limits: Limits | None = None) -> tuple[MessageHeader, bytes]:
+    """Parse the header at the start of `source` (not authenticated); also return the bytes read.
+
+    One positional read fetches the first `_HEADER_READ_CHUNK` bytes (at most
+    `limits.max_header_size`), or the whole object if it is at most
+    `SMALL_OBJECT_BYTES` and no larger than one header and one frame the
+    limits allow: a small object then
+    costs one read in all (the reader serves its frames from these bytes).
+    A header that fits is parsed with a few `unpack_from` calls; anything
+    else -- a longer header, or any field the fast parser does not accept --
+    goes through the careful field-by-field parser, which raises the precise
+    error. Both accept exactly the same headers (tests/test_perf_header.py).
+    """
+    limits = limits or DEFAULT_LIMITS
+    size = source.size
+    # Never more than a header and one frame the limits allow: a hostile size costs nothing extra.
+    whole = min(SMALL_OBJECT_BYTES, limits.max_header_size + limits.max_frame_length + FINAL_FRAME_OVERHEAD)
+    want = size if size <= whole else min(_HEADER_READ_CHUNK, limits.max_header_size, size)
+    prefix = bytearray(want)
+    got = 0
+    with memoryview(prefix) as view:
+        while got < want:
+            n = source.readinto_at(got, view[got:])
+            if n <= 0:
+                break
+            got += n
+    data = bytes(prefix) if got == want else bytes(prefix[:got])
+    header = _parse_header_fast(data, limits)
+    if header is not None:
+        return header, data
+    reader = _HeaderReader(source.readinto_at, size, limits.max_header_size, seed=data)
+    return _parse_header(reader, source.readinto_at if size >= 2 else None, limits), data
+
+
+_FIXED_HEAD = struct.Struct(f">BH{MESSAGE_ID_LENGTH}sH")
+"""version u8 | suite u16 | message id | context length u16."""
+_FIXED_TAIL = struct.Struct(f">BI{COMMITMENT_KEY_LENGTH}s{TAG_LENGTH}s")
+"""content type u8 | frame length u32 | commitment key | header tag."""
+
+
+def _parse_header_fast(data: bytes, limits: Limits) -> MessageHeader | None:
+    """The header at the start of `data` if it is whole and valid there, else None (never raises).
+
+    The happy path of `_parse_header` in a few C-level calls. Every check of
+    the careful parser is here too; on any doubt this returns None and the
+    caller runs the careful parser, so errors and their order are its alone.
+    """
+    end = min(len(data), limits.max_header_size)
+    if end < _FIXED_HEAD.size:
+        return None
+    version, suite_id, message_id, context_length = _FIXED_HEAD.unpack_from(data)
+    if (
+        version != MESSAGE_VERSION_2
+        or suite_id != SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY
+        or context_length > limits.max_encryption_context_size
+    ):
+        return None
+    pos = _FIXED_HEAD.size + context_length
+    if pos + 2 > end:
+        return None
+    try:
+        encryption_context = parse_encryption_context(data[_FIXED_HEAD.size : pos])
+    except FormatError:
+        return None
+    u16 = _U16.unpack_from
+    (edk_count,) = u16(data, pos)
+    pos += 2
+    if not 1 <= edk_count <= limits.max_encrypted_data_keys:
+        return None
+    edks = []
+    for _ in range(edk_count):
+        fields = []
+        for _ in range(3):
+            if pos + 2 > end:
+                return None
+            start = pos + 2
+            pos = start + u16(data, pos)[0]
+            fields.append(data[start:pos])
+        if pos > end:
+            return None
+        try:
+            provider_id = fields[0].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        edks.append(EncryptedDataKey(provider_id, fields[1], fields[2]))
+    if pos + _FIXED_TAIL.size > end:
+        return None
+    content_type, frame_length, commitment_key, header_tag = _FIXED_TAIL.unpack_from(data, pos)
+    if content_type == CONTENT_TYPE_FRAMED:
+        if not 1 <= frame_length <= limits.max_frame_length:
+            return None
+    elif content_type != CONTENT_TYPE_NON_FRAMED or frame_length != 0:
+        return None
+    return MessageHeader(
+        suite_id=suite_id,
+        message_id=message_id,
+        encryption_context=encryption_context,
+        encrypted_data_keys=tuple(edks),
+        content_type=content_type,
+        frame_length=frame_length,
+        commitment_key=commitment_key,
+        header_tag=header_tag,
+        body=data[: pos + _FIXED_TAIL.size - TAG_LENGTH],
+    )
 
 
 def read_header_from_stream(stream: MessageStream, limits: Limits | None = None) -> MessageHeader:
@@ -630,7 +748,7 @@ def read_header_from_stream(stream: MessageStream, limits: Limits | None = None)
     position afterwards), refuses as soon as a field is wrong -- an unknown
     version after one byte -- and never reads more than `limits.max_header_size`.
     """
-    limits = limits or Limits()
+    limits = limits or DEFAULT_LIMITS
     reads = _StreamReads(stream)
     reader = _HeaderReader(reads.readinto_at, MAX_FORMAT_HEADER_SIZE, limits.max_header_size, read_ahead=False)
     return _parse_header(reader, reads.readinto_at, limits)
@@ -743,7 +861,7 @@ class BodyLayout:
 
 def body_layout(header: MessageHeader, object_size: int, limits: Limits | None = None) -> BodyLayout:
     """Lay out the body; an object size no valid message can have is an `AuthenticationError`."""
-    limits = limits or Limits()
+    limits = limits or DEFAULT_LIMITS
     body_size = object_size - header.size
     if header.content_type == CONTENT_TYPE_NON_FRAMED:
         content = body_size - NON_FRAMED_OVERHEAD

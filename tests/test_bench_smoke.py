@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = {"streams", "threads", "peers", "rss", "random", "kms", "provisioning", "s3"}
+FIGURES = {"streams", "threads", "peers", "rss", "random", "kms", "provisioning", "s3", "small"}
 
 
 def test_tiny_run_writes_every_figure_and_a_chart(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_tiny_run_writes_every_figure_and_a_chart(tmp_path: Path) -> None:
     for name, figure in results["figures"].items():
         assert "error" not in figure, (name, figure["error"])
         assert figure["summary"], name
-    assert {item["figure"] for item in results["summary"]} == {str(i) for i in range(1, 9)}
+    assert {item["figure"] for item in results["summary"]} == {str(i) for i in range(1, 9)} | {"10"}
     for item in results["summary"]:
         assert set(item) >= {"figure", "name", "value", "unit", "target", "met"}
     streams = results["figures"]["streams"]["rows"][0]

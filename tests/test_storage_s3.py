@@ -98,7 +98,8 @@ def bucket(client: Any) -> str:
 
 @pytest.fixture
 def store(client: Any, bucket: str) -> S3Store:
-    return S3Store(client, bucket, "t/acme", part_size=PART)
+    # The sequential writer (one part at a time), pinned: the default is concurrent since the perf pass.
+    return S3Store(client, bucket, "t/acme", part_size=PART, upload_concurrency=1)
 
 
 def uploads(client: Any, bucket: str) -> list[Any]:

@@ -215,7 +215,7 @@ def test_a_bad_frame_inside_a_threaded_read_releases_nothing_of_it(
 def test_a_bad_frame_in_a_middle_run_wipes_the_runs_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cross-run wipe: later runs opened fine on other threads, but sit after the failure.
 
-    With BATCH_BYTES = 40 and three threads a split covers 30 frames of 16
+    With BATCH_BYTES = 40, THREAD_BATCHES = 4 and three threads a split covers 30 frames of 16
     bytes in three runs of 10 (frames 0-9 on the calling thread, 10-19 and
     20-29 on workers). Frame 15 is damaged: it wipes itself (the rest of its
     run is never opened), and the third run -- authentic, fully decrypted into the caller's
@@ -223,6 +223,7 @@ def test_a_bad_frame_in_a_middle_run_wipes_the_runs_after_it(monkeypatch: pytest
     caller's buffer would hold plaintext from after the damage.
     """
     monkeypatch.setattr(frames_module, "BATCH_BYTES", 40)
+    monkeypatch.setattr(frames_module, "THREAD_BATCHES", 4)
     threads, bad = 3, 15
     assert frames_module.frames_per_batch(F, threads) == 10
     pt = plaintext_of(FRAMES * F + 5)

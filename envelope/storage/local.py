@@ -276,6 +276,11 @@ class LocalStore(BaseStore):
 
     def _open_object(self, name: str) -> tuple[int, int]:
         """Open an object read-only; return (fd, size)."""
+        fd, st = self._open_object_stat(name)
+        return fd, st.st_size
+
+    def _open_object_stat(self, name: str) -> tuple[int, os.stat_result]:
+        """Open an object read-only; return (fd, its fstat): one fstat serves size, type and version."""
         validate_name(name)
         *parents, leaf = name.split("/")
         try:
@@ -303,16 +308,11 @@ class LocalStore(BaseStore):
             if stat.S_ISDIR(st.st_mode):
                 raise ObjectNotFoundError(f"no object named {name!r}")  # a prefix, not an object
             raise StorageError(f"{name!r} is not a regular file")
-        return fd, st.st_size
+        return fd, st
 
     def open_reader(self, name: str) -> LocalReader:
-        fd, size = self._open_object(name)
-        try:
-            version = local_version(os.fstat(fd))
-        except OSError as e:
-            os.close(fd)
-            raise StorageError(f"cannot stat {name!r}") from e
-        return LocalReader(name, fd, size, version)
+        fd, st = self._open_object_stat(name)
+        return LocalReader(name, fd, st.st_size, local_version(st))
 
     def _read_all(self, name: str, max_size: int | None) -> bytes:
         fd, size = self._open_object(name)

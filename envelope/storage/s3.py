@@ -58,8 +58,8 @@ MAX_PART_SIZE: Final = 5 * 1024 * MiB
 MAX_PARTS: Final = 10_000
 DEFAULT_PART_SIZE: Final = 8 * MiB
 DEFAULT_READ_AHEAD: Final = 1 * MiB
-DEFAULT_MAX_READ_AHEAD: Final = 8 * MiB
-DEFAULT_UPLOAD_CONCURRENCY: Final = 1
+DEFAULT_MAX_READ_AHEAD: Final = 16 * MiB
+DEFAULT_UPLOAD_CONCURRENCY: Final = 4
 MAX_UPLOAD_CONCURRENCY: Final = 16
 _BODY_READ_SIZE: Final = 256 * 1024
 
@@ -259,16 +259,18 @@ class S3Store(BaseStore):
     reads so sequential small reads do not each cost a GET; while a reader
     keeps reading sequentially its window doubles up to `max_read_ahead`, so
     a streaming read costs one GET per `max_read_ahead` bytes (each GET has a
-    round trip, and S3 serves large ranges best), with memory bounded by it.
+    round trip, and S3 serves large ranges best), with memory bounded by it
+    (default 16 MiB per reader).
 
-    A streaming writer keeps up to `upload_concurrency` (1..16, default 1)
+    A streaming writer keeps up to `upload_concurrency` (1..16, default 4)
     UploadPart calls in flight, each on a thread of a pool owned by that
     writer (started at its first part, shut down at commit/abort/failure), so
     the caller fills the next part while earlier ones are sent. Its part
     buffers are allocated on demand and reused, at most
     `upload_concurrency + 1` of them: a writer's memory is bounded by
-    `(upload_concurrency + 1) * part_size` (40 MiB at 4 and 8 MiB parts).
-    With `upload_concurrency=1` (the default) parts are uploaded one at a
+    `(upload_concurrency + 1) * part_size` (40 MiB at the defaults, 4 and
+    8 MiB parts: what it takes to keep up with boto3's `upload_fileobj`).
+    With `upload_concurrency=1` parts are uploaded one at a
     time in the caller's thread from a single buffer: no pool, `part_size`
     of memory, and a failed part is reported by the `write` that filled it
     (with more, by the next `write` or `commit` after it failed).

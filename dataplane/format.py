@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
+from envelope.header import ESDK_RESERVED_PREFIX, SUITE_ID
 
 from ._byteio import MessageSource, MessageStream, read_some
 
@@ -66,7 +67,7 @@ __all__ = [
 
 MESSAGE_VERSION_1 = 0x01
 MESSAGE_VERSION_2 = 0x02
-SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY = 0x0478
+SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY = SUITE_ID  # the one definition is the container schema's
 SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384 = 0x0578
 
 MESSAGE_ID_LENGTH = 32
@@ -502,8 +503,8 @@ def _encode_header(
     if not 1 <= len(edks) <= U16_MAX:
         raise ValidationError("a message needs 1..65535 encrypted data keys")
     for name in encryption_context:
-        if isinstance(name, str) and name.startswith("aws-crypto-"):
-            raise ValidationError("encryption context keys starting with 'aws-crypto-' are reserved")
+        if isinstance(name, str) and name.startswith(ESDK_RESERVED_PREFIX):
+            raise ValidationError(f"encryption context keys starting with {ESDK_RESERVED_PREFIX!r} are reserved")
     context_bytes = serialize_encryption_context(encryption_context)
 
     body = bytearray()

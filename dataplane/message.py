@@ -23,8 +23,6 @@ import io
 from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
-import attrs
-
 from envelope.datakey import DataKey
 from envelope.errors import ValidationError
 
@@ -42,7 +40,6 @@ def decrypt_message(
     resolve_data_key: Callable[[MessageHeader], bytes | DataKey],
     *,
     required_encryption_context: Mapping[str, str] | None = None,
-    max_frame_length: int | None = None,
     limits: Limits | None = None,
     threads: int = 1,
 ) -> MessageReader | SequentialMessageReader:
@@ -55,6 +52,9 @@ def decrypt_message(
     receives the parsed header (message id, suite id, encryption context,
     EDKs as (provider_id, provider_info, ciphertext), content type, frame
     length) and returns the 32-byte data key, or raises to refuse.
+
+    ``limits`` bounds what the reader will spend on the message (header size,
+    EDK count, frame length...: `Limits`), the one way to pass them.
 
     ``required_encryption_context``: entries the header stores must equal
     it; entries it does not store are authenticated through the header tag
@@ -76,8 +76,6 @@ def decrypt_message(
         raise ValidationError("limits must be a dataplane.Limits")
     stream = _non_seekable_stream(source)
     if stream is not None:
-        if max_frame_length is not None:
-            limits = attrs.evolve(limits or Limits(), max_frame_length=max_frame_length)
         return SequentialMessageReader(
             stream,
             resolve_key=resolve_data_key,
@@ -89,7 +87,6 @@ def decrypt_message(
         resolve_key=resolve_data_key,
         required_encryption_context=required_encryption_context,
         limits=limits,
-        max_frame_length=max_frame_length,
         threads=threads,
     )
 

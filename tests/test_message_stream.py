@@ -146,7 +146,7 @@ def test_a_frame_length_over_the_limit_is_refused_before_any_body_byte() -> None
     header_size = read_header(BufferSource(message)).size
     stream = stream_of(message, then=endless(b"\x00"))
     with pytest.raises(FormatError, match="frame length"):
-        decrypt_message(stream, resolve, max_frame_length=F // 2)
+        decrypt_message(stream, resolve, limits=Limits(max_frame_length=F // 2))
     assert stream.consumed <= header_size
 
 

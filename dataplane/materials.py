@@ -32,7 +32,7 @@ from dataplane.format import DATA_KEY_LENGTH, EncryptedDataKey, MessageHeader
 from dataplane.trust import KeyTrust
 from envelope.datakey import DataKey, DataKeyDecryptor
 from envelope.errors import AuthenticationError, KmsError
-from envelope.header import WrappedDataKey
+from envelope.header import MESSAGE_PROVIDER_IDS, WrappedDataKey
 from envelope.kmsarn import mrk_match
 
 __all__ = [
@@ -44,10 +44,6 @@ __all__ = [
     "message_provider_id",
 ]
 
-# EDK provider ids inside messages. "aws-kms" is what every AWS Encryption SDK
-# recognises; local-keystore containers get their own id so no SDK mistakes
-# them for KMS keys (the interop promise is for AWS KMS containers).
-_MESSAGE_PROVIDER = {"aws-kms": "aws-kms", "local": "envelope-local"}
 
 _BINDING = "name-binding"  # the label under which a data key memoizes its binding key
 _FINGERPRINT = "fingerprint"  # a one-way digest of a data key, to compare two keys without their bytes
@@ -59,7 +55,7 @@ _PERMANENT_REFUSALS = ("InvalidCiphertextException", "IncorrectKeyException", "A
 
 def message_provider_id(header_provider: str) -> str:
     """The EDK provider id written into messages for a container-header provider."""
-    return _MESSAGE_PROVIDER[header_provider]
+    return MESSAGE_PROVIDER_IDS[header_provider]
 
 
 @attrs.frozen

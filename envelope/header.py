@@ -39,6 +39,7 @@ __all__ = [
     "HEADER_NAME",
     "MAX_CONTEXT_BYTES",
     "MAX_HEADER_BYTES",
+    "MESSAGE_PROVIDER_IDS",
     "OBJECTS_PREFIX",
     "PROVIDERS",
     "RESERVED_PREFIX",
@@ -69,6 +70,11 @@ ESDK_RESERVED_PREFIX: Final = "aws-crypto-"
 
 PROVIDERS: Final = ("aws-kms", "local")
 """Who can decrypt a data key: AWS KMS, or the development keystore (`LocalKms`)."""
+
+MESSAGE_PROVIDER_IDS: Final = {"aws-kms": "aws-kms", "local": "envelope-local"}
+"""The EDK provider id objects carry for each provider. "aws-kms" is what every AWS Encryption SDK
+recognises; local-keystore containers get their own id so no SDK mistakes them for KMS keys (the
+interop promise is for AWS KMS containers)."""
 
 MAX_CONTEXT_BYTES: Final = 65535
 """The AWS Encryption SDK's limit on the serialized encryption context."""

@@ -286,9 +286,9 @@ def verify(session: Session, out: Output, args: argparse.Namespace) -> int:
             if out.quiet and not out.json:
                 out.error(f"{name}: {one_line(e)}")
         results.append(result)
-        if not out.json and not out.quiet:
-            line = f"ok      {name}  ({result['size']} bytes)" if result["ok"] else f"FAILED  {name}: {result['error']}"
-            print(line, flush=True)
+        out.progress(
+            f"ok      {name}  ({result['size']} bytes)" if result["ok"] else f"FAILED  {name}: {result['error']}"
+        )
     failed = sum(1 for r in results if not r["ok"])
     out.status(
         {"location": container.url, "ok": failed == 0, "objects": results},

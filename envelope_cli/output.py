@@ -35,6 +35,11 @@ class Output:
         elif not self.quiet:
             self._line(text)
 
+    def progress(self, text: str) -> None:
+        """One line of a command's running report on stdout (as it happens): not with --json or --quiet."""
+        if not self.json and not self.quiet:
+            self._line(text)
+
     def document(self, data: Any) -> None:
         self._line(json.dumps(data, indent=2, ensure_ascii=False))
 

@@ -15,25 +15,11 @@ from typing import Any
 
 import pytest
 
-from envelope_cli.main import GLOBAL_POINTER, build_parser, main
+from envelope_cli.main import GLOBAL_POINTER, build_parser
+from tests.support.cli_run import Run
 
 OK, USAGE, KMS = 0, 2, 6
 REPO = Path(__file__).resolve().parent.parent
-
-
-class Run:
-    def __init__(self, options: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-        self.options, self.monkeypatch, self.capsys = options, monkeypatch, capsys
-
-    def __call__(self, *argv: str, code: int = OK) -> tuple[str, str]:
-        self.monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
-        try:
-            got = main([*self.options, *argv])
-        except SystemExit as e:
-            got = int(e.code or 0)
-        out, err = self.capsys.readouterr()
-        assert got == code, (argv, got, err)
-        return out, err
 
 
 @pytest.fixture

@@ -7,37 +7,20 @@ The AWS Encryption SDK writes through AWS KMS, so these run against the session'
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from envelope_cli.main import main
 from tests.conftest import REGION
+from tests.support.cli_run import Run
 
 OK, AUTH = 0, 3
-
-
-class Run:
-    def __init__(self, options: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-        self.options, self.monkeypatch, self.capsys = options, monkeypatch, capsys
-
-    def __call__(self, *argv: str, code: int = OK) -> tuple[str, str]:
-        self.monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
-        try:
-            got = main([*self.options, *argv])
-        except SystemExit as e:
-            got = int(e.code or 0)
-        out, err = self.capsys.readouterr()
-        assert got == code, (argv, got, err[-600:])
-        return out, err
 
 
 def esdk_message(kms_client: Any, arn: str, data: bytes, context: dict[str, str]) -> bytes:

@@ -5,33 +5,15 @@ In-process (`envelope_cli.main.main`) against a local keystore.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from envelope_cli.main import main
+from tests.support.cli_run import Run
 
 OK, USAGE, AUTH, NOT_FOUND, EXISTS = 0, 2, 3, 4, 5
-
-
-class Run:
-    def __init__(self, options: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-        self.options, self.monkeypatch, self.capsys = options, monkeypatch, capsys
-
-    def __call__(self, *argv: str, code: int = OK, stdin: bytes = b"") -> tuple[str, str]:
-        self.monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-        try:
-            got = main([*self.options, *argv])
-        except SystemExit as e:
-            got = int(e.code or 0)
-        out, err = self.capsys.readouterr()
-        assert got == code, (argv, got, err)
-        return out, err
 
 
 @pytest.fixture

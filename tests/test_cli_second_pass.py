@@ -6,34 +6,17 @@ In-process (`envelope_cli.main.main`); the S3 cases use the session's moto_serve
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from envelope_cli.main import main
 from tests.conftest import REGION
+from tests.support.cli_run import Run
 
 OK, USAGE, NOT_FOUND, KMS, STORAGE = 0, 2, 4, 6, 7
-
-
-class Run:
-    def __init__(self, options: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-        self.options, self.monkeypatch, self.capsys = options, monkeypatch, capsys
-
-    def __call__(self, *argv: str, code: int = OK, stdin: bytes = b"") -> tuple[str, str]:
-        self.monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-        try:
-            got = main([*self.options, *argv])
-        except SystemExit as e:
-            got = int(e.code or 0)
-        out, err = self.capsys.readouterr()
-        assert got == code, (argv, got, err)
-        return out, err
 
 
 @pytest.fixture

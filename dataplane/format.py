@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
 from envelope.header import ESDK_RESERVED_PREFIX, SUITE_ID
+from envelope.storage._base import read_prefix
 
 from ._byteio import MessageSource, MessageStream, read_some
 
@@ -57,6 +58,7 @@ __all__ = [
     "frame_iv",
     "key_holder",
     "parse_encryption_context",
+    "parse_header",
     "read_header",
     "read_header_and_prefix",
     "read_header_from_stream",
@@ -654,26 +656,100 @@ def read_header_and_prefix(source: MessageSource, limits: Limits | None = None) 
     # Never more than a header and one frame the limits allow: a hostile size costs nothing extra.
     whole = min(SMALL_OBJECT_BYTES, limits.max_header_size + limits.max_frame_length + FINAL_FRAME_OVERHEAD)
     want = size if size <= whole else min(_HEADER_READ_CHUNK, limits.max_header_size, size)
-    prefix = bytearray(want)
-    got = 0
-    with memoryview(prefix) as view:
-        while got < want:
-            n = source.readinto_at(got, view[got:])
-            if n <= 0:
-                break
-            got += n
-    data = bytes(prefix) if got == want else bytes(prefix[:got])
+    data = read_prefix(source, want)
+    return _parse_prefix(data, size, source.readinto_at, limits), data
+
+
+def parse_header(message: bytes, limits: Limits | None = None) -> MessageHeader:
+    """Parse the header of a whole message held in memory; does not authenticate it.
+
+    The same parsers as `read_header` (the fast one, then the careful one for
+    anything it does not accept), so a message gets the same header or the
+    same error whether it is read from a store or given as bytes.
+    """
+    return _parse_prefix(message, len(message), _BytesReads(message).readinto_at, limits or DEFAULT_LIMITS)
+
+
+def _parse_prefix(
+    data: bytes, size: int, readinto_at: Callable[[int, memoryview], int], limits: Limits
+) -> MessageHeader:
+    """The header of an object of `size` bytes whose first bytes are `data` (`readinto_at` reads the rest)."""
     header = _parse_header_fast(data, limits)
     if header is not None:
-        return header, data
-    reader = _HeaderReader(source.readinto_at, size, limits.max_header_size, seed=data)
-    return _parse_header(reader, source.readinto_at if size >= 2 else None, limits), data
+        return header
+    reader = _HeaderReader(readinto_at, size, limits.max_header_size, seed=data)
+    return _parse_header(reader, readinto_at if size >= 2 else None, limits)
+
+
+class _BytesReads:
+    """Positional reads over bytes in memory (a whole message)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
+        chunk = self._data[offset : offset + len(buf)]
+        buf[: len(chunk)] = chunk
+        return len(chunk)
 
 
 _FIXED_HEAD = struct.Struct(f">BH{MESSAGE_ID_LENGTH}sH")
 """version u8 | suite u16 | message id | context length u16."""
 _FIXED_TAIL = struct.Struct(f">BI{COMMITMENT_KEY_LENGTH}s{TAG_LENGTH}s")
 """content type u8 | frame length u32 | commitment key | header tag."""
+
+
+_ContextAndEdks = tuple[bytes, Mapping[str, str], tuple[EncryptedDataKey, ...]]
+_last_sections: _ContextAndEdks = (b"", {}, ())
+"""The bytes of the last context-and-EDKs sections the fast parser parsed, and what they parse to.
+
+Every object of a container carries the same ones, and a parse depends on nothing but those bytes,
+so equal bytes are not parsed again (all public header fields; one entry, replaced atomically)."""
+
+
+def _sections_fast(
+    data: bytes, end: int, context_length: int, limits: Limits
+) -> tuple[Mapping[str, str], tuple[EncryptedDataKey, ...], int] | None:
+    """(context, EDKs, position after them) of the sections from the context length field on, or None."""
+    global _last_sections
+    start = _FIXED_HEAD.size - 2  # the context length field
+    seen, context, edks = _last_sections
+    if seen and data.startswith(seen, start) and len(edks) <= limits.max_encrypted_data_keys:
+        pos = start + len(seen)
+        return (context, edks, pos) if pos <= end else None
+    pos = _FIXED_HEAD.size + context_length
+    if pos + 2 > end:
+        return None
+    try:
+        context = parse_encryption_context(data[_FIXED_HEAD.size : pos])
+    except FormatError:
+        return None
+    u16 = _U16.unpack_from
+    (edk_count,) = u16(data, pos)
+    pos += 2
+    if not 1 <= edk_count <= limits.max_encrypted_data_keys:
+        return None
+    found = []
+    for _ in range(edk_count):
+        fields = []
+        for _ in range(3):
+            if pos + 2 > end:
+                return None
+            field_start = pos + 2
+            pos = field_start + u16(data, pos)[0]
+            fields.append(data[field_start:pos])
+        if pos > end:
+            return None
+        try:
+            provider_id = fields[0].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        found.append(EncryptedDataKey(provider_id, fields[1], fields[2]))
+    edks = tuple(found)
+    _last_sections = (data[start:pos], context, edks)
+    return context, edks, pos
 
 
 def _parse_header_fast(data: bytes, limits: Limits) -> MessageHeader | None:
@@ -693,34 +769,10 @@ def _parse_header_fast(data: bytes, limits: Limits) -> MessageHeader | None:
         or context_length > limits.max_encryption_context_size
     ):
         return None
-    pos = _FIXED_HEAD.size + context_length
-    if pos + 2 > end:
+    sections = _sections_fast(data, end, context_length, limits)
+    if sections is None:
         return None
-    try:
-        encryption_context = parse_encryption_context(data[_FIXED_HEAD.size : pos])
-    except FormatError:
-        return None
-    u16 = _U16.unpack_from
-    (edk_count,) = u16(data, pos)
-    pos += 2
-    if not 1 <= edk_count <= limits.max_encrypted_data_keys:
-        return None
-    edks = []
-    for _ in range(edk_count):
-        fields = []
-        for _ in range(3):
-            if pos + 2 > end:
-                return None
-            start = pos + 2
-            pos = start + u16(data, pos)[0]
-            fields.append(data[start:pos])
-        if pos > end:
-            return None
-        try:
-            provider_id = fields[0].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        edks.append(EncryptedDataKey(provider_id, fields[1], fields[2]))
+    encryption_context, edks, pos = sections
     if pos + _FIXED_TAIL.size > end:
         return None
     content_type, frame_length, commitment_key, header_tag = _FIXED_TAIL.unpack_from(data, pos)
@@ -858,6 +910,11 @@ class BodyLayout:
 
     def frame_plaintext_length(self, index: int) -> int:
         return self.final_length if index == self.regular_frames else self.frame_length
+
+    @property
+    def final_frame_size(self) -> int:
+        """Bytes the final frame (or the non-framed block) occupies: its head, content and tag."""
+        return self.final_length + (FINAL_FRAME_OVERHEAD if self.framed else NON_FRAMED_OVERHEAD)
 
 
 def body_layout(header: MessageHeader, object_size: int, limits: Limits | None = None) -> BodyLayout:

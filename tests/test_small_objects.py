@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import dataplane._oneshot
 import dataplane.plane
 from controlplane import ControlPlane
 from dataplane import Container, DataPlane
 from dataplane._oneshot import ONESHOT_BYTES
+from dataplane.format import derive_keys, parse_header
 from envelope.errors import AuthenticationError, EnvelopeError, ObjectExistsError
 from envelope.kms import LocalKms
 from tests.test_tamper import MemStore, header_regions
@@ -133,6 +135,17 @@ def stored_field(box: Box, m: bytes, index: int, offset: int, value: int) -> byt
     return m[:start] + struct.pack(">I", value) + m[start + 4 :]
 
 
+def forged_commitment(box: Box) -> bytes:
+    """Another commitment key under a header tag that verifies (forged with the data key): the body frames
+    do not cover the header, so only the commitment check refuses this message."""
+    header = parse_header(box.message)
+    start = box.region("commitment-key")
+    body = header.body[:start] + bytes(32)
+    derived = derive_keys(box.container.data_key().reveal(), header.message_id).derived_key
+    tag = AESGCM(derived).encrypt(bytes(12), b"", body)
+    return body + tag + box.message[box.header_size :]
+
+
 # Each attack: (id, function of the box giving the damaged message). All must fail, and alike.
 ATTACKS: list[tuple[str, Callable[[Box], bytes]]] = [
     *[(f"tag-of-frame-{i}", lambda b, i=i: flip(b.message, b.frame(b.message, i).stop - 1)) for i in range(4)],
@@ -147,6 +160,7 @@ ATTACKS: list[tuple[str, Callable[[Box], bytes]]] = [
     ("a-frame-after-the-final-frame", lambda b: b.message + b.message[b.frame(b.message, 0)]),
     ("final-frame-twice", lambda b: b.message + b.message[b.frame(b.message, 3)]),
     ("bad-commitment", lambda b: flip(b.message, b.region("commitment-key"))),
+    ("wrong-commitment-under-a-valid-header-tag", forged_commitment),
     ("bad-header-tag", lambda b: flip(b.message, b.region("header-tag"))),
     ("bad-message-id", lambda b: flip(b.message, b.region("message-id"))),
     ("sequence-swap-0-1", lambda b: swap_frames(b, b.message, 0, 1)),
@@ -355,3 +369,69 @@ def test_the_one_shot_path_works_on_a_store_without_read_small(tmp_path: Path, p
             container.get(bad)
         with pytest.raises(ValidationError):
             container.put(bad, b"x")
+
+
+def test_the_header_parser_never_serves_one_headers_sections_for_another(box: Box) -> None:
+    """The fast parser remembers the last context and EDKs it parsed: only for the very same bytes."""
+    from dataplane.format import DEFAULT_LIMITS, Limits, parse_header, read_header_from_stream
+
+    def careful(message: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
+        from io import BytesIO as Stream
+
+        return read_header_from_stream(Stream(message), limits)
+
+    for message in (box.message, box.foreign, box.message, box.other, box.foreign):
+        fast, slow = parse_header(message), careful(message)
+        assert fast == slow
+        assert dict(fast.encryption_context) == dict(slow.encryption_context)
+        assert fast.encrypted_data_keys == slow.encrypted_data_keys
+    # The limits apply to a remembered parse too.
+    from envelope.errors import FormatError
+
+    parse_header(box.message)
+    with pytest.raises(FormatError, match="encryption context exceeds"):
+        parse_header(box.message, Limits(max_encryption_context_size=10))
+    from dataplane.format import encode_header
+
+    two_edks, _ = encode_header(
+        data_key=bytes(32),
+        message_id=bytes(32),
+        encryption_context={"a": "b"},
+        encrypted_data_keys=[("p", b"one", b"x"), ("p", b"two", b"y")],
+        frame_length=FRAME,
+    )
+    assert len(parse_header(two_edks.to_bytes()).encrypted_data_keys) == 2
+    with pytest.raises(FormatError, match="more than 1 encrypted data keys"):
+        parse_header(two_edks.to_bytes(), Limits(max_encrypted_data_keys=1))
+
+
+def test_the_materials_judge_every_header_afresh(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`written_under` remembers its last answer for the same header object only: a foreign header asked
+    about right after one of ours is not ours, and its data key is never used."""
+    planted = box.path("docs/planted.bin")
+    planted.write_bytes(box.foreign)  # the same alias, another container: another data key and context
+    try:
+        assert box.container.inspect(NAME).generation == 1
+        assert box.container.inspect("docs/planted.bin").generation is None
+        assert box.container.usage("docs/") == {0: 1, 1: 1}
+        resolved: list[object] = []
+        real = dataplane.plane._Resolution.resolve_key
+
+        def resolve_key(self: Any, header: Any) -> Any:
+            resolved.append(header)
+            return real(self, header)
+
+        monkeypatch.setattr(dataplane.plane._Resolution, "resolve_key", resolve_key)
+        authenticated: list[object] = []
+        real_authenticate = dataplane._oneshot.authenticate_header
+        monkeypatch.setattr(
+            dataplane._oneshot,
+            "authenticate_header",
+            lambda header, key: authenticated.append(header) or real_authenticate(header, key),
+        )
+        assert box.container.get(NAME) == PLAINTEXT
+        with pytest.raises(AuthenticationError):
+            box.container.get("docs/planted.bin")
+        assert len(resolved) == 2 and len(authenticated) == 1  # the planted header never reached its key
+    finally:
+        planted.unlink()

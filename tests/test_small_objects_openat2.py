@@ -21,6 +21,7 @@ import pytest
 
 from envelope.errors import ObjectNotFoundError, StorageError
 from envelope.storage import LocalStore, _resolve, read_small
+from tests.test_storage_names import outside_unchanged
 
 MODES = ["openat2", "walk", "enosys", "eperm"]
 
@@ -62,11 +63,6 @@ def planted(tmp_path: Path, mode: str) -> tuple[LocalStore, Path]:
     (root / "ok" / "link").symlink_to(outside / "secret")  # a file symlink out of the root
     (root / "ok" / "inside").symlink_to(root / "ok" / "obj")  # even one that stays inside
     return store, outside
-
-
-def outside_unchanged(outside: Path) -> None:
-    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
-    assert (outside / "secret").read_bytes() == b"do not touch"
 
 
 OPERATIONS: list[tuple[str, Callable[[LocalStore], Any]]] = [

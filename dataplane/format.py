@@ -319,14 +319,26 @@ def _utf8(data: bytes, what: str) -> str:
 class MessageKey:
     """A message's derived (body) key, as a factory of AES-GCM objects; the bytes never leave it."""
 
-    __slots__ = ("__key",)
+    __slots__ = ("__key", "_spare")
 
     def __init__(self, key: bytes) -> None:
         self.__key = key
+        self._spare: list[AESGCM] = []
 
     def cipher(self) -> AESGCM:
-        """A new AES-GCM object under this key (one per thread that seals or opens frames)."""
-        return AESGCM(self.__key)
+        """An AES-GCM object under this key for one user (one per thread that seals or opens frames).
+
+        The first caller after header authentication gets the object that checked or made the
+        header tag (it has no other user left); every other call builds a new one.
+        """
+        try:
+            return self._spare.pop()  # list.pop is atomic: two threads never get the same object
+        except IndexError:
+            return AESGCM(self.__key)
+
+    def _hand_over(self, aead: AESGCM) -> None:
+        """Keep `aead`, whose header work is done, for the next `cipher()` call."""
+        self._spare.append(aead)
 
     def __repr__(self) -> str:
         return "<MessageKey hidden>"
@@ -426,10 +438,12 @@ def authenticate_header(header: MessageHeader, data_key: bytes | DataKey, *, ext
             data_key.wipe()
     if key is None:
         raise AuthenticationError
+    aead = key.cipher()
     try:
-        key.cipher().decrypt(HEADER_IV, header.header_tag, header.body + extra_aad)
+        aead.decrypt(HEADER_IV, header.header_tag, header.body + extra_aad if extra_aad else header.body)
     except InvalidTag:
         raise AuthenticationError from None
+    key._hand_over(aead)
     return key
 
 
@@ -501,34 +515,22 @@ def _encode_header(
         raise ValidationError("frame length must be 1..2^31-1")
     if content_type == CONTENT_TYPE_NON_FRAMED and frame_length != 0:
         raise ValidationError("non-framed content has frame length 0")
-    edks = [EncryptedDataKey(*edk) for edk in encrypted_data_keys]
-    if not 1 <= len(edks) <= U16_MAX:
-        raise ValidationError("a message needs 1..65535 encrypted data keys")
-    for name in encryption_context:
-        if isinstance(name, str) and name.startswith(ESDK_RESERVED_PREFIX):
-            raise ValidationError(f"encryption context keys starting with {ESDK_RESERVED_PREFIX!r} are reserved")
-    context_bytes = serialize_encryption_context(encryption_context)
-
-    body = bytearray()
-    body += bytes([MESSAGE_VERSION_2]) + _U16.pack(SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY) + message_id
-    body += _U16.pack(len(context_bytes)) + context_bytes
-    body += _U16.pack(len(edks))
-    for edk in edks:
-        provider_id = edk.provider_id.encode("utf-8")
-        for field in (provider_id, edk.provider_info, edk.ciphertext):
-            if not isinstance(field, bytes | bytearray) or len(field) > U16_MAX:
-                raise ValidationError("EDK fields must be bytes of at most 65535 bytes")
-            body += _U16.pack(len(field)) + field
-    body += bytes([content_type]) + _U32.pack(frame_length)
+    edks = tuple(EncryptedDataKey(*edk) for edk in encrypted_data_keys)
+    middle = _header_middle(encryption_context, edks, frame_length, content_type)
+    body = bytearray(_HEADER_START)
+    body += message_id
+    body += middle
     # Everything is checked: derive last. The commitment key is the right key's, published in the header.
     commitment_key, key = _commit_and_derive(data_key, message_id)
     body += commitment_key
-    tag = key.cipher().encrypt(HEADER_IV, b"", bytes(body))
+    aead = key.cipher()
+    tag = aead.encrypt(HEADER_IV, b"", bytes(body))
+    key._hand_over(aead)
     header = MessageHeader(
         suite_id=SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY,
         message_id=bytes(message_id),
         encryption_context=dict(encryption_context),
-        encrypted_data_keys=tuple(edks),
+        encrypted_data_keys=edks,
         content_type=content_type,
         frame_length=frame_length,
         commitment_key=commitment_key,
@@ -536,6 +538,47 @@ def _encode_header(
         body=bytes(body),
     )
     return header, key
+
+
+_HEADER_START = bytes([MESSAGE_VERSION_2]) + _U16.pack(SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY)
+_MiddleInputs = tuple[tuple[tuple[str, str], ...], tuple[EncryptedDataKey, ...], int, int]
+_last_middle: tuple[_MiddleInputs | None, bytes] = (None, b"")
+"""The inputs of the last header middle `_header_middle` encoded, and its bytes: every message of a
+container generation has the same one (public fields only; one entry, replaced atomically)."""
+
+
+def _header_middle(
+    encryption_context: Mapping[str, str], edks: tuple[EncryptedDataKey, ...], frame_length: int, content_type: int
+) -> bytes:
+    """The header between the message id and the commitment key: context, EDKs, content type, frame length.
+
+    Raises `ValidationError` for anything that cannot be encoded. Equal inputs encode to equal bytes,
+    so the last encoding is reused for the same inputs (the writer's common case).
+    """
+    global _last_middle
+    inputs = (tuple(encryption_context.items()), edks, frame_length, content_type)
+    seen, middle = _last_middle
+    if inputs == seen:
+        return middle
+    if not 1 <= len(edks) <= U16_MAX:
+        raise ValidationError("a message needs 1..65535 encrypted data keys")
+    for name in encryption_context:
+        if isinstance(name, str) and name.startswith(ESDK_RESERVED_PREFIX):
+            raise ValidationError(f"encryption context keys starting with {ESDK_RESERVED_PREFIX!r} are reserved")
+    context_bytes = serialize_encryption_context(encryption_context)
+    out = bytearray()
+    out += _U16.pack(len(context_bytes)) + context_bytes
+    out += _U16.pack(len(edks))
+    for edk in edks:
+        provider_id = edk.provider_id.encode("utf-8")
+        for field in (provider_id, edk.provider_info, edk.ciphertext):
+            if not isinstance(field, bytes | bytearray) or len(field) > U16_MAX:
+                raise ValidationError("EDK fields must be bytes of at most 65535 bytes")
+            out += _U16.pack(len(field)) + field
+    out += bytes([content_type]) + _U32.pack(frame_length)
+    middle = bytes(out)
+    _last_middle = (inputs, middle)
+    return middle
 
 
 # --- Header parsing ----------------------------------------------------------

@@ -435,3 +435,38 @@ def test_the_materials_judge_every_header_afresh(box: Box, monkeypatch: pytest.M
         assert len(resolved) == 2 and len(authenticated) == 1  # the planted header never reached its key
     finally:
         planted.unlink()
+
+
+def test_the_header_encoder_reuses_only_the_encoding_of_equal_inputs() -> None:
+    """The writer's encoder remembers the last context/EDK section it encoded: only for equal inputs."""
+    from dataplane.format import encode_header
+    from envelope.errors import ValidationError
+
+    def encoded(context: dict[str, str], edks: list[tuple[str, bytes, bytes]], frame_length: int = FRAME) -> Any:
+        header, _ = encode_header(
+            data_key=bytes(32),
+            message_id=bytes(32),
+            encryption_context=context,
+            encrypted_data_keys=edks,
+            frame_length=frame_length,
+        )
+        return parse_header(header.to_bytes())
+
+    one, two = [("p", b"k1", b"x")], [("p", b"k2", b"yy")]
+    for context, edks, frame_length in [
+        ({"a": "1"}, one, FRAME),
+        ({"a": "1"}, one, FRAME),
+        ({"a": "2"}, one, FRAME),
+        ({"a": "2"}, two, FRAME),
+        ({"a": "2"}, two, 4096),
+        ({"a": "2", "b": "3"}, two, 4096),
+    ]:
+        header = encoded(context, edks, frame_length)
+        assert dict(header.encryption_context) == context
+        assert [tuple(e) for e in header.encrypted_data_keys] == edks
+        assert header.frame_length == frame_length
+    encoded({"a": "1"}, one)
+    with pytest.raises(ValidationError, match="reserved"):
+        encoded({"aws-crypto-public-key": "1"}, one)
+    with pytest.raises(ValidationError, match="encrypted data keys"):
+        encoded({"a": "1"}, [])

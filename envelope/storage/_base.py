@@ -104,7 +104,9 @@ class BaseStore:
     A store implements the primitives (`open_writer`, `open_reader`, `size`,
     `delete`, `substore`, `url`, `_read_all`, `_list`, `_list_children`) and
     may override `_put` (default: one writer). Everything here validates its
-    arguments before calling a primitive, and does no I/O of its own.
+    arguments before calling a primitive, and does no I/O of its own. The
+    primitives validate the names they are given before any I/O too:
+    `Container` relies on that and does not check a name a second time.
     """
 
     def open_writer(self, name: str, *, overwrite: bool = False) -> ObjectWriter:

@@ -751,11 +751,16 @@ class Container:
         source: ObjectReader | None = None,
     ) -> tuple[MessageReader, _Resolution]:
         """A reader over `name`; `source`, when given, is the store's reader for it, already open (owned)."""
-        if source is None:
-            self._check_open()
-            validate_name(name)
-        allow = self._plane.allow_unbound if allow_unbound is None else _check_bool(allow_unbound, "allow_unbound")
-        threads = self._plane.threads if threads is None else check_threads(threads)
+        try:
+            if source is None:
+                self._check_open()
+                validate_name(name)
+            allow = self._plane.allow_unbound if allow_unbound is None else _check_bool(allow_unbound, "allow_unbound")
+            threads = self._plane.threads if threads is None else check_threads(threads)
+        except BaseException:
+            if source is not None:
+                source.close()
+            raise
         resolution = _Resolution(self, name, allow_unbound=allow)
         if source is None:
             source = self._objects.open_reader(name)

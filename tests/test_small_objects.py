@@ -470,3 +470,42 @@ def test_the_header_encoder_reuses_only_the_encoding_of_equal_inputs() -> None:
         encoded({"aws-crypto-public-key": "1"}, one)
     with pytest.raises(ValidationError, match="encrypted data keys"):
         encoded({"a": "1"}, [])
+
+
+def test_threads_reading_and_writing_two_containers_never_mix_up_their_memos(tmp_path: Path) -> None:
+    """The parser's, encoder's and materials' one-entry memos, raced by threads on two containers with
+    different contexts and data keys: every object reads back as itself, and a planted foreign object
+    is refused every time."""
+    import threading
+
+    kms = LocalKms(tmp_path / "keystore")
+    kms.create_key(alias="alias/race")
+    plane = DataPlane(kms, frame_length=FRAME, discovery=True)
+    containers = []
+    for i in range(2):
+        ControlPlane(kms).create_container(tmp_path / f"c{i}", "alias/race", encryption_context={"tenant": f"t{i}"})
+        containers.append(plane.open(tmp_path / f"c{i}"))
+        containers[i].put("seed", f"seed {i}".encode())
+    (tmp_path / "c0" / "objects" / "planted").write_bytes((tmp_path / "c1" / "objects" / "seed").read_bytes())
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for j in range(60):
+                c = containers[(t + j) % 2]
+                data = f"{t}-{j}".encode() * (j % 5)
+                c.put(f"t{t}/{j}", data)
+                assert c.get(f"t{t}/{j}") == data
+                assert c.get("seed") == f"seed {(t + j) % 2}".encode()
+                with pytest.raises(AuthenticationError):
+                    containers[0].get("planted")
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []

@@ -73,10 +73,13 @@ _hows: dict[int, tuple[_OpenHow, int]] = {}
 
 
 def _how(flags: int) -> int:
+    """The address of the open_how for `flags`; the struct lives as long as the process."""
     entry = _hows.get(flags)
     if entry is None:
         how = _OpenHow(flags, 0, RESOLVE_NO_SYMLINKS)
-        entry = _hows[flags] = (how, ctypes.addressof(how))
+        # setdefault is atomic: racing threads all get (and the dict keeps) the one stored struct,
+        # so no caller can hold the address of a struct that was replaced and freed.
+        entry = _hows.setdefault(flags, (how, ctypes.addressof(how)))
     return entry[1]
 
 

@@ -28,9 +28,11 @@ from .format import (
     FINAL_FRAME_HEAD,
     FINAL_FRAME_IV,
     FINAL_FRAME_MARKER,
+    FINAL_FRAME_PREFIX,
     FRAME_AAD_LABEL,
     NON_FRAMED_HEAD,
     NON_FRAMED_IV,
+    NON_FRAMED_PREFIX,
     NON_FRAMED_SEQUENCE_NUMBER,
     REGULAR_FRAME_HEAD,
     REGULAR_FRAME_IV,
@@ -39,6 +41,7 @@ from .format import (
     SINGLE_BLOCK_AAD_LABEL,
     TAG_LENGTH,
     BodyAad,
+    BodyLayout,
     MessageKey,
 )
 
@@ -193,6 +196,23 @@ class OpenSlot:
         """Verify and decrypt the final frame (`head` as checked by `final_length`, `body` = ciphertext || tag)."""
         aad = self.final_aad.update(sequence_number, len(out))
         _open_into(self.aead, head[FINAL_FRAME_IV], body, aad, out)
+
+    def open_last(self, layout: BodyLayout, frame: memoryview, out: memoryview) -> None:
+        """Check and open the last frame of `layout` -- the final frame, or the non-framed block -- into `out`.
+
+        `frame` is its `layout.final_frame_size` stored bytes; the length it declares must be the one the
+        object size implies (`layout.final_length`, the size of `out`): bytes after it are tampering.
+        """
+        n = layout.final_length
+        if layout.framed:
+            sequence_number = layout.final_index + 1
+            if self.final_length(frame, sequence_number) != n:
+                raise AuthenticationError
+            self.open_final(frame[:FINAL_FRAME_PREFIX], frame[FINAL_FRAME_PREFIX:], sequence_number, out)
+        else:
+            if self.non_framed_length(frame) != n:
+                raise AuthenticationError
+            self.open_non_framed(frame[:NON_FRAMED_PREFIX], frame[NON_FRAMED_PREFIX:], out)
 
     @staticmethod
     def non_framed_length(head: memoryview) -> int:

@@ -37,10 +37,6 @@ from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, spli
 from ._params import check_threads
 from .format import (
     DEFAULT_LIMITS,
-    FINAL_FRAME_OVERHEAD,
-    FINAL_FRAME_PREFIX,
-    NON_FRAMED_OVERHEAD,
-    NON_FRAMED_PREFIX,
     REGULAR_FRAME_OVERHEAD,
     Limits,
     MessageHeader,
@@ -319,19 +315,8 @@ class MessageReader(io.BufferedIOBase):
     def _open_final(self, out: memoryview) -> None:
         """Fetch, check and open the final frame (or the non-framed block) into `out`."""
         layout, slot = self._layout, self._slot
-        n = layout.final_length
-        offset = layout.frame_offset(layout.final_index)
-        if layout.framed:
-            sequence_number = layout.final_index + 1
-            frame = self._fetch(offset, n + FINAL_FRAME_OVERHEAD, slot)
-            if slot.final_length(frame, sequence_number) != n:
-                raise AuthenticationError
-            slot.open_final(frame[:FINAL_FRAME_PREFIX], frame[FINAL_FRAME_PREFIX:], sequence_number, out)
-        else:
-            frame = self._fetch(offset, n + NON_FRAMED_OVERHEAD, slot)
-            if slot.non_framed_length(frame) != n:
-                raise AuthenticationError
-            slot.open_non_framed(frame[:NON_FRAMED_PREFIX], frame[NON_FRAMED_PREFIX:], out)
+        frame = self._fetch(layout.frame_offset(layout.final_index), layout.final_frame_size, slot)
+        slot.open_last(layout, frame, out)
         self._final_verified = True
 
     def _load(self, index: int) -> None:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError, UnsupportedFormatError, ValidationError
 from envelope.header import ESDK_RESERVED_PREFIX, SUITE_ID
+from envelope.storage._base import read_prefix
 
 from ._byteio import MessageSource, MessageStream, read_some
 
@@ -57,6 +58,7 @@ __all__ = [
     "frame_iv",
     "key_holder",
     "parse_encryption_context",
+    "parse_header",
     "read_header",
     "read_header_and_prefix",
     "read_header_from_stream",
@@ -317,14 +319,26 @@ def _utf8(data: bytes, what: str) -> str:
 class MessageKey:
     """A message's derived (body) key, as a factory of AES-GCM objects; the bytes never leave it."""
 
-    __slots__ = ("__key",)
+    __slots__ = ("__key", "_spare")
 
     def __init__(self, key: bytes) -> None:
         self.__key = key
+        self._spare: list[AESGCM] = []
 
     def cipher(self) -> AESGCM:
-        """A new AES-GCM object under this key (one per thread that seals or opens frames)."""
-        return AESGCM(self.__key)
+        """An AES-GCM object under this key for one user (one per thread that seals or opens frames).
+
+        The first caller after header authentication gets the object that checked or made the
+        header tag (it has no other user left); every other call builds a new one.
+        """
+        try:
+            return self._spare.pop()  # list.pop is atomic: two threads never get the same object
+        except IndexError:
+            return AESGCM(self.__key)
+
+    def _hand_over(self, aead: AESGCM) -> None:
+        """Keep `aead`, whose header work is done, for the next `cipher()` call."""
+        self._spare.append(aead)
 
     def __repr__(self) -> str:
         return "<MessageKey hidden>"
@@ -424,10 +438,12 @@ def authenticate_header(header: MessageHeader, data_key: bytes | DataKey, *, ext
             data_key.wipe()
     if key is None:
         raise AuthenticationError
+    aead = key.cipher()
     try:
-        key.cipher().decrypt(HEADER_IV, header.header_tag, header.body + extra_aad)
+        aead.decrypt(HEADER_IV, header.header_tag, header.body + extra_aad if extra_aad else header.body)
     except InvalidTag:
         raise AuthenticationError from None
+    key._hand_over(aead)
     return key
 
 
@@ -499,34 +515,22 @@ def _encode_header(
         raise ValidationError("frame length must be 1..2^31-1")
     if content_type == CONTENT_TYPE_NON_FRAMED and frame_length != 0:
         raise ValidationError("non-framed content has frame length 0")
-    edks = [EncryptedDataKey(*edk) for edk in encrypted_data_keys]
-    if not 1 <= len(edks) <= U16_MAX:
-        raise ValidationError("a message needs 1..65535 encrypted data keys")
-    for name in encryption_context:
-        if isinstance(name, str) and name.startswith(ESDK_RESERVED_PREFIX):
-            raise ValidationError(f"encryption context keys starting with {ESDK_RESERVED_PREFIX!r} are reserved")
-    context_bytes = serialize_encryption_context(encryption_context)
-
-    body = bytearray()
-    body += bytes([MESSAGE_VERSION_2]) + _U16.pack(SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY) + message_id
-    body += _U16.pack(len(context_bytes)) + context_bytes
-    body += _U16.pack(len(edks))
-    for edk in edks:
-        provider_id = edk.provider_id.encode("utf-8")
-        for field in (provider_id, edk.provider_info, edk.ciphertext):
-            if not isinstance(field, bytes | bytearray) or len(field) > U16_MAX:
-                raise ValidationError("EDK fields must be bytes of at most 65535 bytes")
-            body += _U16.pack(len(field)) + field
-    body += bytes([content_type]) + _U32.pack(frame_length)
+    edks = tuple(EncryptedDataKey(*edk) for edk in encrypted_data_keys)
+    middle = _header_middle(encryption_context, edks, frame_length, content_type)
+    body = bytearray(_HEADER_START)
+    body += message_id
+    body += middle
     # Everything is checked: derive last. The commitment key is the right key's, published in the header.
     commitment_key, key = _commit_and_derive(data_key, message_id)
     body += commitment_key
-    tag = key.cipher().encrypt(HEADER_IV, b"", bytes(body))
+    aead = key.cipher()
+    tag = aead.encrypt(HEADER_IV, b"", bytes(body))
+    key._hand_over(aead)
     header = MessageHeader(
         suite_id=SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY,
         message_id=bytes(message_id),
         encryption_context=dict(encryption_context),
-        encrypted_data_keys=tuple(edks),
+        encrypted_data_keys=edks,
         content_type=content_type,
         frame_length=frame_length,
         commitment_key=commitment_key,
@@ -534,6 +538,47 @@ def _encode_header(
         body=bytes(body),
     )
     return header, key
+
+
+_HEADER_START = bytes([MESSAGE_VERSION_2]) + _U16.pack(SUITE_AES256_GCM_HKDF_SHA512_COMMIT_KEY)
+_MiddleInputs = tuple[tuple[tuple[str, str], ...], tuple[EncryptedDataKey, ...], int, int]
+_last_middle: tuple[_MiddleInputs | None, bytes] = (None, b"")
+"""The inputs of the last header middle `_header_middle` encoded, and its bytes: every message of a
+container generation has the same one (public fields only; one entry, replaced atomically)."""
+
+
+def _header_middle(
+    encryption_context: Mapping[str, str], edks: tuple[EncryptedDataKey, ...], frame_length: int, content_type: int
+) -> bytes:
+    """The header between the message id and the commitment key: context, EDKs, content type, frame length.
+
+    Raises `ValidationError` for anything that cannot be encoded. Equal inputs encode to equal bytes,
+    so the last encoding is reused for the same inputs (the writer's common case).
+    """
+    global _last_middle
+    inputs = (tuple(encryption_context.items()), edks, frame_length, content_type)
+    seen, middle = _last_middle
+    if inputs == seen:
+        return middle
+    if not 1 <= len(edks) <= U16_MAX:
+        raise ValidationError("a message needs 1..65535 encrypted data keys")
+    for name in encryption_context:
+        if isinstance(name, str) and name.startswith(ESDK_RESERVED_PREFIX):
+            raise ValidationError(f"encryption context keys starting with {ESDK_RESERVED_PREFIX!r} are reserved")
+    context_bytes = serialize_encryption_context(encryption_context)
+    out = bytearray()
+    out += _U16.pack(len(context_bytes)) + context_bytes
+    out += _U16.pack(len(edks))
+    for edk in edks:
+        provider_id = edk.provider_id.encode("utf-8")
+        for field in (provider_id, edk.provider_info, edk.ciphertext):
+            if not isinstance(field, bytes | bytearray) or len(field) > U16_MAX:
+                raise ValidationError("EDK fields must be bytes of at most 65535 bytes")
+            out += _U16.pack(len(field)) + field
+    out += bytes([content_type]) + _U32.pack(frame_length)
+    middle = bytes(out)
+    _last_middle = (inputs, middle)
+    return middle
 
 
 # --- Header parsing ----------------------------------------------------------
@@ -654,26 +699,100 @@ def read_header_and_prefix(source: MessageSource, limits: Limits | None = None) 
     # Never more than a header and one frame the limits allow: a hostile size costs nothing extra.
     whole = min(SMALL_OBJECT_BYTES, limits.max_header_size + limits.max_frame_length + FINAL_FRAME_OVERHEAD)
     want = size if size <= whole else min(_HEADER_READ_CHUNK, limits.max_header_size, size)
-    prefix = bytearray(want)
-    got = 0
-    with memoryview(prefix) as view:
-        while got < want:
-            n = source.readinto_at(got, view[got:])
-            if n <= 0:
-                break
-            got += n
-    data = bytes(prefix) if got == want else bytes(prefix[:got])
+    data = read_prefix(source, want)
+    return _parse_prefix(data, size, source.readinto_at, limits), data
+
+
+def parse_header(message: bytes, limits: Limits | None = None) -> MessageHeader:
+    """Parse the header of a whole message held in memory; does not authenticate it.
+
+    The same parsers as `read_header` (the fast one, then the careful one for
+    anything it does not accept), so a message gets the same header or the
+    same error whether it is read from a store or given as bytes.
+    """
+    return _parse_prefix(message, len(message), _BytesReads(message).readinto_at, limits or DEFAULT_LIMITS)
+
+
+def _parse_prefix(
+    data: bytes, size: int, readinto_at: Callable[[int, memoryview], int], limits: Limits
+) -> MessageHeader:
+    """The header of an object of `size` bytes whose first bytes are `data` (`readinto_at` reads the rest)."""
     header = _parse_header_fast(data, limits)
     if header is not None:
-        return header, data
-    reader = _HeaderReader(source.readinto_at, size, limits.max_header_size, seed=data)
-    return _parse_header(reader, source.readinto_at if size >= 2 else None, limits), data
+        return header
+    reader = _HeaderReader(readinto_at, size, limits.max_header_size, seed=data)
+    return _parse_header(reader, readinto_at if size >= 2 else None, limits)
+
+
+class _BytesReads:
+    """Positional reads over bytes in memory (a whole message)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readinto_at(self, offset: int, buf: memoryview, /) -> int:
+        chunk = self._data[offset : offset + len(buf)]
+        buf[: len(chunk)] = chunk
+        return len(chunk)
 
 
 _FIXED_HEAD = struct.Struct(f">BH{MESSAGE_ID_LENGTH}sH")
 """version u8 | suite u16 | message id | context length u16."""
 _FIXED_TAIL = struct.Struct(f">BI{COMMITMENT_KEY_LENGTH}s{TAG_LENGTH}s")
 """content type u8 | frame length u32 | commitment key | header tag."""
+
+
+_ContextAndEdks = tuple[bytes, Mapping[str, str], tuple[EncryptedDataKey, ...]]
+_last_sections: _ContextAndEdks = (b"", {}, ())
+"""The bytes of the last context-and-EDKs sections the fast parser parsed, and what they parse to.
+
+Every object of a container carries the same ones, and a parse depends on nothing but those bytes,
+so equal bytes are not parsed again (all public header fields; one entry, replaced atomically)."""
+
+
+def _sections_fast(
+    data: bytes, end: int, context_length: int, limits: Limits
+) -> tuple[Mapping[str, str], tuple[EncryptedDataKey, ...], int] | None:
+    """(context, EDKs, position after them) of the sections from the context length field on, or None."""
+    global _last_sections
+    start = _FIXED_HEAD.size - 2  # the context length field
+    seen, context, edks = _last_sections
+    if seen and data.startswith(seen, start) and len(edks) <= limits.max_encrypted_data_keys:
+        pos = start + len(seen)
+        return (context, edks, pos) if pos <= end else None
+    pos = _FIXED_HEAD.size + context_length
+    if pos + 2 > end:
+        return None
+    try:
+        context = parse_encryption_context(data[_FIXED_HEAD.size : pos])
+    except FormatError:
+        return None
+    u16 = _U16.unpack_from
+    (edk_count,) = u16(data, pos)
+    pos += 2
+    if not 1 <= edk_count <= limits.max_encrypted_data_keys:
+        return None
+    found = []
+    for _ in range(edk_count):
+        fields = []
+        for _ in range(3):
+            if pos + 2 > end:
+                return None
+            field_start = pos + 2
+            pos = field_start + u16(data, pos)[0]
+            fields.append(data[field_start:pos])
+        if pos > end:
+            return None
+        try:
+            provider_id = fields[0].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        found.append(EncryptedDataKey(provider_id, fields[1], fields[2]))
+    edks = tuple(found)
+    _last_sections = (data[start:pos], context, edks)
+    return context, edks, pos
 
 
 def _parse_header_fast(data: bytes, limits: Limits) -> MessageHeader | None:
@@ -693,34 +812,10 @@ def _parse_header_fast(data: bytes, limits: Limits) -> MessageHeader | None:
         or context_length > limits.max_encryption_context_size
     ):
         return None
-    pos = _FIXED_HEAD.size + context_length
-    if pos + 2 > end:
+    sections = _sections_fast(data, end, context_length, limits)
+    if sections is None:
         return None
-    try:
-        encryption_context = parse_encryption_context(data[_FIXED_HEAD.size : pos])
-    except FormatError:
-        return None
-    u16 = _U16.unpack_from
-    (edk_count,) = u16(data, pos)
-    pos += 2
-    if not 1 <= edk_count <= limits.max_encrypted_data_keys:
-        return None
-    edks = []
-    for _ in range(edk_count):
-        fields = []
-        for _ in range(3):
-            if pos + 2 > end:
-                return None
-            start = pos + 2
-            pos = start + u16(data, pos)[0]
-            fields.append(data[start:pos])
-        if pos > end:
-            return None
-        try:
-            provider_id = fields[0].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        edks.append(EncryptedDataKey(provider_id, fields[1], fields[2]))
+    encryption_context, edks, pos = sections
     if pos + _FIXED_TAIL.size > end:
         return None
     content_type, frame_length, commitment_key, header_tag = _FIXED_TAIL.unpack_from(data, pos)
@@ -858,6 +953,11 @@ class BodyLayout:
 
     def frame_plaintext_length(self, index: int) -> int:
         return self.final_length if index == self.regular_frames else self.frame_length
+
+    @property
+    def final_frame_size(self) -> int:
+        """Bytes the final frame (or the non-framed block) occupies: its head, content and tag."""
+        return self.final_length + (FINAL_FRAME_OVERHEAD if self.framed else NON_FRAMED_OVERHEAD)
 
 
 def body_layout(header: MessageHeader, object_size: int, limits: Limits | None = None) -> BodyLayout:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from types import MappingProxyType
 
 import attrs
 
@@ -58,25 +59,28 @@ def message_provider_id(header_provider: str) -> str:
     return MESSAGE_PROVIDER_IDS[header_provider]
 
 
+def _frozen(context: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(context))
+
+
 @attrs.frozen
 class Generation:
     """One data key of a container: the EDK the control plane stored and the context KMS binds it to."""
 
     number: int
     data_key: WrappedDataKey
-    encryption_context: Mapping[str, str]
+    encryption_context: Mapping[str, str] = attrs.field(converter=_frozen)
+    message_edks: tuple[EncryptedDataKey, ...] = attrs.field(init=False, repr=False, eq=False)
+    """The EDKs exactly as every message of this generation carries them (computed once)."""
 
-    @property
-    def message_edks(self) -> tuple[EncryptedDataKey, ...]:
-        """The EDKs exactly as every message of this generation carries them."""
+    def __attrs_post_init__(self) -> None:
         k = self.data_key
-        return (EncryptedDataKey(message_provider_id(k.provider), k.key_id.encode("utf-8"), k.ciphertext),)
+        edk = EncryptedDataKey(message_provider_id(k.provider), k.key_id.encode("utf-8"), k.ciphertext)
+        object.__setattr__(self, "message_edks", (edk,))
 
     def written_by(self, header: MessageHeader) -> bool:
         """Whether a message header carries exactly this generation's EDKs and context."""
-        return tuple(header.encrypted_data_keys) == self.message_edks and dict(header.encryption_context) == dict(
-            self.encryption_context
-        )
+        return header.encrypted_data_keys == self.message_edks and header.encryption_context == self.encryption_context
 
 
 class _RefusedEdks:
@@ -135,8 +139,13 @@ class KeyService:
         # this one function, so the usage bounds always count against the entry that was served.
         return (self.kms, edk.provider, edk.key_id, edk.ciphertext, tuple(sorted(context.items())))
 
-    def data_key(self, edk: WrappedDataKey, context: Mapping[str, str], where: str) -> DataKey:
-        """The plaintext data key for `edk` under `context`: trust check first, then cache, then one Decrypt."""
+    def data_key(
+        self, edk: WrappedDataKey, context: Mapping[str, str], where: str, cache_key: Hashable | None = None
+    ) -> DataKey:
+        """The plaintext data key for `edk` under `context`: trust check first, then cache, then one Decrypt.
+
+        `cache_key` is `self.cache_key(edk, context)` when the caller has it already.
+        """
         self.trust.check(edk.key_id, where)
 
         def load() -> DataKey:
@@ -153,7 +162,7 @@ class KeyService:
                 raise AuthenticationError
             return key
 
-        return self.cache.get(self.cache_key(edk, context), load)
+        return self.cache.get(self.cache_key(edk, context) if cache_key is None else cache_key, load)
 
     def foreign_data_key(self, edk: WrappedDataKey, context: Mapping[str, str], where: str) -> DataKey:
         """Like `data_key`, for an EDK another SDK wrote; a permanent refusal is remembered, not retried."""
@@ -213,6 +222,10 @@ class KeyMaterials:
         self._where = where
         self._generations = {g.number: g for g in generations}
         self.primary = self._generations[max(self._generations)]
+        # Per generation, computed once: the data-key cache's key for it.
+        self._cache_keys = {g.number: service.cache_key(g.data_key, g.encryption_context) for g in generations}
+        # The last header `written_under` judged and its answer: a read asks twice about the same header.
+        self._last: tuple[MessageHeader | None, Generation | None] = (None, None)
 
     @property
     def generations(self) -> tuple[Generation, ...]:
@@ -223,7 +236,8 @@ class KeyMaterials:
 
     def data_key(self, generation: Generation | None = None) -> DataKey:
         g = generation or self.primary
-        return self._service.data_key(g.data_key, g.encryption_context, self._where)
+        cache_key = self._cache_keys[g.number] if self._generations.get(g.number) is g else None
+        return self._service.data_key(g.data_key, g.encryption_context, self._where, cache_key)
 
     def for_writing(self, name: str) -> WriteMaterials:
         """Materials for a new message named `name` under the newest generation."""
@@ -244,10 +258,12 @@ class KeyMaterials:
 
     def written_under(self, header: MessageHeader) -> Generation | None:
         """The generation whose EDKs and context a message header carries exactly (no KMS call)."""
-        for g in self._generations.values():
-            if g.written_by(header):
-                return g
-        return None
+        last_header, found = self._last
+        if header is last_header:
+            return found  # the same (immutable) header object: the same answer
+        found = next((g for g in self._generations.values() if g.written_by(header)), None)
+        self._last = (header, found)
+        return found
 
     def for_reading(self, header: MessageHeader, *, allow_unbound: bool) -> ReadMaterials:
         """The key for a message header: one of ours, or (opt-in) a foreign EDK under one of our keys.

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from dataplane._oneshot import ONESHOT_BYTES, open_message, seal_message
 from dataplane.cache import CacheStats, DataKeyCache
 from dataplane.format import DEFAULT_FRAME_LENGTH, Limits, MessageHeader, body_layout, read_header
 from dataplane.hazmat import MessageReader, MessageWriter, check_frame_length, check_threads
@@ -50,7 +51,16 @@ from envelope.errors import (
 from envelope.header import OBJECTS_PREFIX, SUITE_ID, ContainerHeader, check_binding
 from envelope.keygen import CONTEXT_GENERATION, KeyGeneration, generation_record_name
 from envelope.kmsparams import validate_grant_tokens
-from envelope.storage import ObjectWriter, Store, open_store, validate_name, validate_prefix
+from envelope.storage import (
+    ObjectReader,
+    ObjectWriter,
+    Store,
+    open_store,
+    read_small,
+    validate_name,
+    validate_prefix,
+)
+from envelope.storage._base import BaseStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -354,6 +364,7 @@ class Container:
         self._plane = plane
         self._store = store
         self._objects = store.substore(OBJECTS_PREFIX.rstrip("/"))
+        self._store_checks_names = isinstance(self._objects, BaseStore)
         self.header = header
         self._clock = plane.cache.clock
         self._refresh_lock = threading.Lock()
@@ -681,11 +692,45 @@ class Container:
             raise
 
     def put(self, name: str, data: bytes | bytearray | memoryview, *, overwrite: bool = False) -> None:
-        """Encrypt `data` into object `name` (create-only unless overwrite=True)."""
+        """Encrypt `data` into object `name` (create-only unless overwrite=True).
+
+        Up to `ONESHOT_BYTES` the message is sealed in memory and written with
+        one write; larger data streams through `open_writer`. Either way the
+        store publishes it only complete (temp file, fsync, link, directory
+        fsync on a LocalStore).
+        """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ValidationError(f"data must be bytes-like, not {type(data).__name__}")
-        with self.open_writer(name, overwrite=overwrite) as w:
-            w.write(data)
+        with memoryview(data) as raw, raw.cast("B") as view:
+            if len(view) > ONESHOT_BYTES:
+                with self.open_writer(name, overwrite=overwrite) as w:
+                    w.write(view)
+                return
+            self._check_open()
+            self._check_name(name)
+            _check_bool(overwrite, "overwrite")
+            writer = self._objects.open_writer(name, overwrite=overwrite)  # the name is checked before any I/O
+            try:
+                materials = self._writing_materials().for_writing(name)
+                message = seal_message(
+                    view,
+                    data_key=materials.data_key,
+                    message_id=materials.message_id,
+                    encryption_context=materials.encryption_context,
+                    encrypted_data_keys=materials.encrypted_data_keys,
+                    frame_length=self._plane.frame_length,
+                )
+                writer.write(message)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+            materials.record(len(message))
+
+    def _check_name(self, name: str) -> None:
+        """Validate `name` unless the store will: a `BaseStore` validates every name before its I/O."""
+        if not self._store_checks_names:
+            validate_name(name)
 
     # -- reading --
 
@@ -698,14 +743,27 @@ class Container:
         return self._open_reader(name, allow_unbound=allow_unbound, threads=threads)[0]
 
     def _open_reader(
-        self, name: str, *, allow_unbound: bool | None = None, threads: int | None = None
+        self,
+        name: str,
+        *,
+        allow_unbound: bool | None = None,
+        threads: int | None = None,
+        source: ObjectReader | None = None,
     ) -> tuple[MessageReader, _Resolution]:
-        self._check_open()
-        validate_name(name)
-        allow = self._plane.allow_unbound if allow_unbound is None else _check_bool(allow_unbound, "allow_unbound")
-        threads = self._plane.threads if threads is None else check_threads(threads)
+        """A reader over `name`; `source`, when given, is the store's reader for it, already open (owned)."""
+        try:
+            if source is None:
+                self._check_open()
+                validate_name(name)
+            allow = self._plane.allow_unbound if allow_unbound is None else _check_bool(allow_unbound, "allow_unbound")
+            threads = self._plane.threads if threads is None else check_threads(threads)
+        except BaseException:
+            if source is not None:
+                source.close()
+            raise
         resolution = _Resolution(self, name, allow_unbound=allow)
-        source = self._objects.open_reader(name)
+        if source is None:
+            source = self._objects.open_reader(name)
         reader = MessageReader(
             source,
             resolve_key=resolution.resolve_key,
@@ -716,9 +774,25 @@ class Container:
         return reader, resolution
 
     def get(self, name: str) -> bytes:
-        """The whole plaintext of `name` (use open_reader for large objects)."""
-        with self.open_reader(name) as r:
-            return r.read()
+        """The whole plaintext of `name` (use open_reader for large objects).
+
+        An object of at most `ONESHOT_BYTES` stored bytes is read with one read
+        and opened in one call, every frame authenticated before any byte is
+        returned; a larger one streams through `open_reader`. Both run the same
+        checks and raise the same errors.
+        """
+        self._check_open()
+        found = read_small(self._objects, name, ONESHOT_BYTES)  # validates the name before any I/O
+        if not isinstance(found, bytes):
+            with self._open_reader(name, source=found)[0] as r:
+                return r.read()
+        resolution = _Resolution(self, name, allow_unbound=self._plane.allow_unbound)
+        return open_message(
+            found,
+            resolve_key=resolution.resolve_key,
+            check_message_id=resolution.check_message_id,
+            limits=self._plane.limits,
+        )
 
     def verify(self, name: str) -> VerifyResult:
         """Authenticate every frame of `name` without keeping any plaintext."""

@@ -11,7 +11,7 @@ nothing here may construct a boto3 client.
 
 from typing import TYPE_CHECKING
 
-from envelope.storage._base import BytesLike, ObjectReader, ObjectWriter, RandomAccessReader, Store
+from envelope.storage._base import BytesLike, ObjectReader, ObjectWriter, RandomAccessReader, Store, read_small
 from envelope.storage.local import LocalStore
 from envelope.storage.location import Location, open_store, parse_location
 from envelope.storage.names import validate_name, validate_prefix
@@ -28,6 +28,7 @@ __all__ = [
     "Store",
     "open_store",
     "parse_location",
+    "read_small",
     "validate_bucket_name",
     "validate_name",
     "validate_prefix",

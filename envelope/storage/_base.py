@@ -43,6 +43,8 @@ __all__ = [
     "Store",
     "StickyWriterState",
     "as_byte_view",
+    "read_prefix",
+    "read_small",
 ]
 
 OPEN, COMMITTED, ABORTED, FAILED = "open", "committed", "aborted", "failed"
@@ -102,7 +104,9 @@ class BaseStore:
     A store implements the primitives (`open_writer`, `open_reader`, `size`,
     `delete`, `substore`, `url`, `_read_all`, `_list`, `_list_children`) and
     may override `_put` (default: one writer). Everything here validates its
-    arguments before calling a primitive, and does no I/O of its own.
+    arguments before calling a primitive, and does no I/O of its own. The
+    primitives validate the names they are given before any I/O too:
+    `Container` relies on that and does not check a name a second time.
     """
 
     def open_writer(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
@@ -110,6 +114,20 @@ class BaseStore:
 
     def size(self, name: str) -> int:
         raise NotImplementedError
+
+    def open_reader(self, name: str) -> ObjectReader:
+        raise NotImplementedError
+
+    def read_small(self, name: str, limit: int) -> bytes | ObjectReader:
+        """The whole object if it is at most `limit` bytes, else an open reader over it (the caller closes it).
+
+        One open serves both cases, so a caller that handles small objects
+        whole pays nothing extra for a large one. The name is validated here,
+        before any I/O. A store may override this to read a small object with
+        fewer requests (LocalStore: one open and one read).
+        """
+        validate_name(name)
+        return _read_small_through(self.open_reader(name), limit)
 
     def put_bytes(self, name: str, data: BytesLike, *, overwrite: bool = False) -> None:
         validate_name(name)
@@ -154,6 +172,35 @@ class BaseStore:
 
     def _list_children(self, prefix: str) -> Iterator[str]:
         raise NotImplementedError
+
+
+def read_small(store: Store, name: str, limit: int) -> bytes | ObjectReader:
+    """`BaseStore.read_small` for any `Store`: a store without the method is read through `open_reader`."""
+    if isinstance(store, BaseStore):
+        return store.read_small(name, limit)
+    validate_name(name)
+    return _read_small_through(store.open_reader(name), limit)
+
+
+def _read_small_through(reader: ObjectReader, limit: int) -> bytes | ObjectReader:
+    size = reader.size
+    if size > limit:
+        return reader
+    with reader:
+        return read_prefix(reader, size)
+
+
+def read_prefix(reader: RandomAccessReader, length: int) -> bytes:
+    """The first `length` bytes of an object by positional reads; fewer only if it ends sooner."""
+    buf = bytearray(length)
+    got = 0
+    with memoryview(buf) as view:
+        while got < length:
+            n = reader.readinto_at(got, view[got:])
+            if n <= 0:
+                break  # shorter than its size said: the caller sees the bytes there are
+            got += n
+    return bytes(buf) if got == length else bytes(buf[:got])
 
 
 def as_byte_view(data: BytesLike) -> memoryview:

@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Final
 
 from envelope.errors import ObjectChangedError, ObjectExistsError, ObjectNotFoundError, StorageError, ValidationError
+from envelope.storage import _resolve
 from envelope.storage._base import (
     ABORTED,
     COMMITTED,
     OPEN,
     BaseStore,
     BytesLike,
+    ObjectReader,
     StickyWriterState,
     as_byte_view,
 )
@@ -97,6 +99,22 @@ def _temp_name(leaf: str) -> str:
     return f".{head}.{secrets.token_hex(8)}.tmp"
 
 
+def _read_whole(fd: int, size: int, name: str) -> bytes:
+    """The `size` bytes of an open object (one pread unless the kernel returns less)."""
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        while got < size:
+            chunk = os.pread(fd, size - got, got)
+            if not chunk:
+                raise StorageError(f"{name!r} shrank while it was being read")
+            chunks.append(chunk)
+            got += len(chunk)
+    except OSError as e:
+        raise StorageError(f"cannot read {name!r}") from e
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
 def _close_all(fds: list[int]) -> None:
     for fd in reversed(fds):
         with contextlib.suppress(OSError):
@@ -144,6 +162,7 @@ class LocalStore(BaseStore):
         check_encodable_path(path)
         self._root = os.path.abspath(path)
         self._base: tuple[str, ...] = ()
+        self._fs_base = os.fsencode(self._root)
 
     # -- identity -------------------------------------------------------------------------
 
@@ -165,6 +184,7 @@ class LocalStore(BaseStore):
         # Keep the original root: the substore's segments are walked with O_NOFOLLOW like any name.
         child._root = self._root
         child._base = self._base + tuple(prefix.split("/"))
+        child._fs_base = os.fsencode(os.path.join(self._root, *child._base))
         return child
 
     # -- directory walking ----------------------------------------------------------------
@@ -183,6 +203,13 @@ class LocalStore(BaseStore):
             return os.open(self._root, flags)
         except OSError as e:
             raise StorageError(f"cannot create the store root {self._root!r}") from e
+
+    def _open_fast(self, relative: str, flags: int) -> int | None:
+        """`relative` (below the base) opened with `flags` in one openat2 that refuses every symlink on the
+        whole path, the root's included; None on any failure: the caller walks, which decides the error
+        (and accepts symlinks in the root path itself, which is the caller's choice)."""
+        path = self._fs_base + b"/" + os.fsencode(relative) if relative else self._fs_base
+        return _resolve.open_no_symlinks(path, flags)
 
     def _walk(self, segments: list[str], *, create: bool, name: str) -> _FdChain:
         """Open root/base/segments one directory at a time; return the chain of fds (caller closes).
@@ -248,9 +275,11 @@ class LocalStore(BaseStore):
             raise ValidationError("if_match must be a version string from a reader")
         *parents, leaf = name.split("/")
         for _ in range(_CREATE_ATTEMPTS):
-            chain = self._walk(parents, create=True, name=name)
-            dir_fd = chain.pop()
-            _close_all(chain)
+            dir_fd = self._open_fast("/".join(parents), _DIR_FLAGS)
+            if dir_fd is None:  # missing (to be created), refused, or no openat2: the walk decides
+                chain = self._walk(parents, create=True, name=name)
+                dir_fd = chain.pop()
+                _close_all(chain)
             temp = _temp_name(leaf)
             try:
                 fd = os.open(temp, _TEMP_FLAGS, _FILE_MODE, dir_fd=dir_fd)
@@ -282,22 +311,9 @@ class LocalStore(BaseStore):
     def _open_object_stat(self, name: str) -> tuple[int, os.stat_result]:
         """Open an object read-only; return (fd, its fstat): one fstat serves size, type and version."""
         validate_name(name)
-        *parents, leaf = name.split("/")
-        try:
-            chain = self._walk(parents, create=False, name=name)
-        except _NotFound:
-            raise ObjectNotFoundError(f"no object named {name!r}") from None
-        try:
-            try:
-                fd = os.open(leaf, _READ_FLAGS, dir_fd=chain[-1])
-            except (FileNotFoundError, NotADirectoryError):
-                raise ObjectNotFoundError(f"no object named {name!r}") from None
-            except OSError as e:
-                if e.errno == errno.ELOOP:
-                    raise StorageError(f"refusing to follow a symbolic link at {name!r}") from e
-                raise StorageError(f"cannot open {name!r}") from e
-        finally:
-            _close_all(chain)
+        fd = self._open_fast(name, _READ_FLAGS)
+        if fd is None:
+            fd = self._walk_to_object(name)
         try:
             st = os.fstat(fd)
         except OSError as e:
@@ -310,27 +326,45 @@ class LocalStore(BaseStore):
             raise StorageError(f"{name!r} is not a regular file")
         return fd, st
 
+    def _walk_to_object(self, name: str) -> int:
+        """Open an object read-only by walking its path one directory at a time; the typed errors live here."""
+        *parents, leaf = name.split("/")
+        try:
+            chain = self._walk(parents, create=False, name=name)
+        except _NotFound:
+            raise ObjectNotFoundError(f"no object named {name!r}") from None
+        try:
+            return os.open(leaf, _READ_FLAGS, dir_fd=chain[-1])
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFoundError(f"no object named {name!r}") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise StorageError(f"refusing to follow a symbolic link at {name!r}") from e
+            raise StorageError(f"cannot open {name!r}") from e
+        finally:
+            _close_all(chain)
+
     def open_reader(self, name: str) -> LocalReader:
         fd, st = self._open_object_stat(name)
         return LocalReader(name, fd, st.st_size, local_version(st))
+
+    def read_small(self, name: str, limit: int) -> bytes | ObjectReader:
+        """One open, one fstat and (for an object of at most `limit` bytes) one read; else a reader."""
+        fd, st = self._open_object_stat(name)
+        if st.st_size > limit:
+            return LocalReader(name, fd, st.st_size, local_version(st))
+        try:
+            return _read_whole(fd, st.st_size, name)
+        finally:
+            os.close(fd)
 
     def _read_all(self, name: str, max_size: int | None) -> bytes:
         fd, size = self._open_object(name)
         try:
             self._check_max_size(name, size, max_size)
-            chunks: list[bytes] = []
-            got = 0
-            while got < size:
-                chunk = os.pread(fd, size - got, got)
-                if not chunk:
-                    raise StorageError(f"{name!r} shrank while it was being read")
-                chunks.append(chunk)
-                got += len(chunk)
-        except OSError as e:
-            raise StorageError(f"cannot read {name!r}") from e
+            return _read_whole(fd, size, name)
         finally:
             os.close(fd)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _stat_object(self, name: str) -> os.stat_result | None:
         validate_name(name)

@@ -33,6 +33,7 @@ from typing import NoReturn
 
 from envelope.datakey import DataKey
 from envelope.errors import ValidationError
+from envelope.storage._base import as_byte_view
 
 from ._byteio import MessageSink, MessageStream
 from ._frames import SealSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
@@ -254,7 +255,7 @@ class MessageWriter(io.BufferedIOBase):
 
     def _write(self, data: bytes | bytearray | memoryview) -> int:
         frame_length, batch = self._frame_length, self._batch
-        with memoryview(data) as raw, raw.cast("B") as view:
+        with as_byte_view(data) as view:
             n = len(view)
             i = 0
             while i < n:

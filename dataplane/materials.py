@@ -165,7 +165,13 @@ class KeyService:
         return self.cache.get(self.cache_key(edk, context) if cache_key is None else cache_key, load)
 
     def foreign_data_key(self, edk: WrappedDataKey, context: Mapping[str, str], where: str) -> DataKey:
-        """Like `data_key`, for an EDK another SDK wrote; a permanent refusal is remembered, not retried."""
+        """Like `data_key`, for an EDK another SDK wrote; a permanent refusal is remembered, not retried.
+
+        KMS refusing the EDK for good (a ciphertext it cannot open, another key, no permission) means the
+        message cannot be authenticated: `AuthenticationError` (the KMS error as its cause), the same
+        error the next read of the same EDK gets from the memo without a call. Transient KMS failures
+        stay `KmsError` and are not remembered.
+        """
         cache_key = self.cache_key(edk, context)
         if cache_key in self._refused:
             raise AuthenticationError
@@ -175,9 +181,10 @@ class KeyService:
             self._refused.add(cache_key)
             raise
         except KmsError as e:
-            if e.code in _PERMANENT_REFUSALS:
-                self._refused.add(cache_key)
-            raise
+            if e.code not in _PERMANENT_REFUSALS:
+                raise
+            self._refused.add(cache_key)
+            raise AuthenticationError from e
 
     def record(self, edk: WrappedDataKey, context: Mapping[str, str], nbytes: int) -> None:
         self.cache.record_encryption(self.cache_key(edk, context), nbytes)

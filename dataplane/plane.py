@@ -60,7 +60,7 @@ from envelope.storage import (
     validate_name,
     validate_prefix,
 )
-from envelope.storage._base import BaseStore
+from envelope.storage._base import as_byte_view
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -364,7 +364,6 @@ class Container:
         self._plane = plane
         self._store = store
         self._objects = store.substore(OBJECTS_PREFIX.rstrip("/"))
-        self._store_checks_names = isinstance(self._objects, BaseStore)
         self.header = header
         self._clock = plane.cache.clock
         self._refresh_lock = threading.Lock()
@@ -701,13 +700,13 @@ class Container:
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ValidationError(f"data must be bytes-like, not {type(data).__name__}")
-        with memoryview(data) as raw, raw.cast("B") as view:
+        with as_byte_view(data) as view:
             if len(view) > ONESHOT_BYTES:
                 with self.open_writer(name, overwrite=overwrite) as w:
                     w.write(view)
                 return
             self._check_open()
-            self._check_name(name)
+            validate_name(name)  # here too: a Store subclass may not check names before its I/O
             _check_bool(overwrite, "overwrite")
             writer = self._objects.open_writer(name, overwrite=overwrite)  # the name is checked before any I/O
             try:
@@ -726,11 +725,6 @@ class Container:
                 writer.abort()
                 raise
             materials.record(len(message))
-
-    def _check_name(self, name: str) -> None:
-        """Validate `name` unless the store will: a `BaseStore` validates every name before its I/O."""
-        if not self._store_checks_names:
-            validate_name(name)
 
     # -- reading --
 
@@ -782,7 +776,8 @@ class Container:
         checks and raise the same errors.
         """
         self._check_open()
-        found = read_small(self._objects, name, ONESHOT_BYTES)  # validates the name before any I/O
+        validate_name(name)  # before any I/O, whatever the store does
+        found = read_small(self._objects, name, ONESHOT_BYTES)
         if not isinstance(found, bytes):
             with self._open_reader(name, source=found)[0] as r:
                 return r.read()

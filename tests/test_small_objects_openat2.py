@@ -178,3 +178,31 @@ def test_an_ordinary_failure_does_not_switch_openat2_off(tmp_path: Path) -> None
     with pytest.raises(ObjectNotFoundError):
         store.read_small("a/missing", 10)  # ENOENT
     assert _resolve.available()
+
+
+class _ColdTwice(dict[int, Any]):
+    """The `_hows` table as two racing threads see it on a cold start: both find no entry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.misses = 2
+
+    def get(self, key: int, default: Any = None) -> Any:  # type: ignore[override]
+        if self.misses:
+            self.misses -= 1
+            return default
+        return super().get(key, default)
+
+
+def test_racing_first_opens_are_all_handed_the_one_struct_the_table_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads that both miss the table on a cold start build a struct each; both must be handed the
+    address of the one the table keeps alive (handing out the other would give the kernel freed memory:
+    flags and resolve bits it never meant, RESOLVE_NO_SYMLINKS possibly among the lost)."""
+    table = _ColdTwice()
+    monkeypatch.setattr(_resolve, "_hows", table)
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    first, second = _resolve._how(flags), _resolve._how(flags)
+    kept, kept_address = table[flags]
+    assert first == second == kept_address == ctypes.addressof(kept)
+    assert (kept.flags, kept.mode, kept.resolve) == (flags, 0, _resolve.RESOLVE_NO_SYMLINKS)
+    assert _resolve._how(flags) == kept_address  # warm: the same struct, never replaced

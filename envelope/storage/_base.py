@@ -209,7 +209,7 @@ def as_byte_view(data: BytesLike) -> memoryview:
         view = memoryview(data)
     except TypeError:
         raise ValidationError(f"expected a bytes-like object, not {type(data).__name__}") from None
-    if view.format == "B" and view.ndim == 1:
+    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
         return view
     try:
         return view.cast("B")

@@ -81,7 +81,7 @@ def test_get_validates_the_name_before_the_store_sees_it(setup: Any, name: str) 
 
 @pytest.mark.parametrize("size", [8, 3 << 20])
 def test_a_strided_buffer_is_a_validation_error_on_put(setup: Any, size: int) -> None:
-    container, store = setup
+    container, _ = setup
     strided = memoryview(bytes(size))[::2]
     with pytest.raises(ValidationError):
         container.put("strided", strided)

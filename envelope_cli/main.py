@@ -259,6 +259,11 @@ def _run(args: argparse.Namespace, out: Output) -> int:
     if hasattr(args, "trusted_keys"):
         session.trust = TrustOptions.from_args(args, choice.kind)
     session.allow_unbound = bool(getattr(args, "allow_unbound", False))
+    # The throughput knobs too: a bad --threads or $ENVELOPE_FRAME_LENGTH costs no request.
+    if hasattr(args, "threads"):
+        from envelope_cli.knobs import Knobs
+
+        session.knobs = Knobs.from_args(args)
     code: int = args.run(session, out, args)
     return code
 

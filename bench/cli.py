@@ -120,6 +120,7 @@ TINY = replace(
 
 def _figures() -> dict[str, tuple[str, Callable[[Config, Context], dict[str, Any]]]]:
     from bench import (
+        fig_cli,
         fig_fsspec,
         fig_kms,
         fig_peers,
@@ -144,12 +145,14 @@ def _figures() -> dict[str, tuple[str, Callable[[Config, Context], dict[str, Any
         "fsspec": ("9. Parquet through envelope:// (opt-in)", fig_fsspec.run),
         "small": ("10. small objects per second", fig_small.run),
         "rekey": ("11. rekey in place vs a durable copy; Dask 2 workers vs 1 (opt-in)", fig_rekey.run),
+        "cli": ("12. the envelope command vs age, whole-process time (opt-in; needs age)", fig_cli.run),
     }
 
 
 FIGURE_NAMES = ("streams", "threads", "peers", "rss", "random", "kms", "provisioning", "s3", "small")
-# Run only when named with --only: they need the test extra's data tools (pandas, pyarrow, fsspec).
-OPT_IN_FIGURES = ("fsspec", "rekey")
+# Run only when named with --only: they need the test extra's data tools (pandas, pyarrow, fsspec), or
+# (cli) the `age` command, which is no dependency of the project.
+OPT_IN_FIGURES = ("fsspec", "rekey", "cli")
 
 
 class Context:

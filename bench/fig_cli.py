@@ -220,39 +220,21 @@ def _ms(entry: dict[str, Any], name: str) -> str:
 def _lines(nbytes: int, entry: dict[str, Any]) -> list[dict[str, Any]]:
     ratios = entry["ratios"]
     label = _label(nbytes)
-    if nbytes == SMALL:
-        # Start-up and fixed costs: no goal of their own, they explain the large-file rows.
-        return [
-            verdict(
-                "12",
-                f"CLI put {label} / age -e + fsync (time; start-up)",
-                ratios["put_vs_age"],
-                target=None,
-                detail=f"{_ms(entry, 'ours_put')} vs {_ms(entry, 'age_encrypt')}",
-            ),
-            verdict(
-                "12",
-                f"CLI get -o {label} / age -d + fsync (time; start-up)",
-                ratios["get_vs_age"],
-                target=None,
-                detail=f"{_ms(entry, 'ours_get')} vs {_ms(entry, 'age_decrypt')}",
-            ),
-        ]
+    # The 1 KiB rows are start-up and fixed costs: no goal of their own, they explain the large-file rows.
+    small = nbytes == SMALL
+    rows = (
+        ("put", "age -e", "put_vs_age", "ours_put", "age_encrypt", PUT_TARGET),
+        ("get -o", "age -d", "get_vs_age", "ours_get", "age_decrypt", GET_TARGET),
+    )
     lines = [
         verdict(
             "12",
-            f"CLI put {label} / age -e + fsync (whole-process time)",
-            ratios["put_vs_age"],
-            target=("<=", PUT_TARGET),
-            detail=f"{_ms(entry, 'ours_put')} vs {_ms(entry, 'age_encrypt')}",
-        ),
-        verdict(
-            "12",
-            f"CLI get -o {label} / age -d + fsync (whole-process time)",
-            ratios["get_vs_age"],
-            target=("<=", GET_TARGET),
-            detail=f"{_ms(entry, 'ours_get')} vs {_ms(entry, 'age_decrypt')}",
-        ),
+            f"CLI {op} {label} / {peer} + fsync ({'time; start-up' if small else 'whole-process time'})",
+            ratios[key],
+            target=None if small else ("<=", goal),
+            detail=f"{_ms(entry, ours)} vs {_ms(entry, theirs)}",
+        )
+        for op, peer, key, ours, theirs, goal in rows
     ]
     for op, key in (("put", "put_threads2_vs_1"), ("get -o", "get_threads2_vs_1")):
         if key in ratios:

@@ -138,7 +138,7 @@ def get(session: Session, out: Output, args: argparse.Namespace) -> int:
             with transfer_progress(size, description=f"get {args.name}", quiet=out.quiet) as tick:
                 if target is None or target.is_stdout:
                     return _get_to_stdout(reader, tick, args.name)
-                with target.open() as sink:
+                with target.open(size) as sink:
                     total = copy_out(reader, sink, tick)
     out.status(
         {"location": container.url, "name": args.name, "size": total, "output": args.output},

@@ -24,7 +24,6 @@ from tests.support.cli_run import Run
 
 USAGE = 2
 KiB, MiB = 1024, 1024 * 1024
-KNOB_VARIABLES = ("ENVELOPE_THREADS", "ENVELOPE_FRAME_LENGTH", "ENVELOPE_UPLOAD_CONCURRENCY")
 
 
 class Recorder:
@@ -63,14 +62,20 @@ class Recorder:
         self.decrypts = 0
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Run, Recorder]:
+def local_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """In tmp_path, with no ENVELOPE_* variable: a local keystore with key alias/k and a container `c`."""
     monkeypatch.chdir(tmp_path)
-    for variable in ("ENVELOPE_KMS", "ENVELOPE_REGION", "ENVELOPE_ENDPOINT_URL", "ENVELOPE_KEY_IDS", *KNOB_VARIABLES):
-        monkeypatch.delenv(variable, raising=False)
+    for variable in [v for v in os.environ if v.startswith("ENVELOPE_")]:
+        monkeypatch.delenv(variable)
     run = Run(["--kms", f"local:{tmp_path / 'keystore'}"], monkeypatch, capsys)
     run("key", "create", "--alias", "alias/k")
     run("create", "c", "--key", "alias/k")
+    return run
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Run, Recorder]:
+    run = local_cli(tmp_path, monkeypatch, capsys)
     (tmp_path / "f").write_bytes(os.urandom(300 * KiB + 5))
     return run, Recorder(monkeypatch)
 
@@ -193,8 +198,8 @@ def s3_env(
 ) -> tuple[Run, Recorder, str]:
     """A local keystore and a container on (in-process) moto S3; the command builds its own S3 client."""
     monkeypatch.chdir(tmp_path)
-    for variable in ("ENVELOPE_KMS", "ENVELOPE_REGION", "ENVELOPE_ENDPOINT_URL", "ENVELOPE_KEY_IDS", *KNOB_VARIABLES):
-        monkeypatch.delenv(variable, raising=False)
+    for variable in [v for v in os.environ if v.startswith("ENVELOPE_")]:
+        monkeypatch.delenv(variable)
     bucket = f"envelope-knobs-{uuid.uuid4().hex[:8]}"
     s3_client.create_bucket(Bucket=bucket)
     run = Run(["--kms", f"local:{tmp_path / 'keystore'}", "--region", "us-east-1"], monkeypatch, capsys)

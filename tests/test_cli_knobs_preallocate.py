@@ -12,19 +12,14 @@ import pytest
 from envelope_cli import files
 from envelope_cli.files import prepare_output
 from tests.support.cli_run import Run
+from tests.test_cli_knobs import local_cli
 
 STORAGE = 7
 
 
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.chdir(tmp_path)
-    for variable in ("ENVELOPE_KMS", "ENVELOPE_KEY_IDS", "ENVELOPE_THREADS", "ENVELOPE_FRAME_LENGTH"):
-        monkeypatch.delenv(variable, raising=False)
-    r = Run(["--kms", f"local:{tmp_path / 'keystore'}"], monkeypatch, capsys)
-    r("key", "create", "--alias", "alias/k")
-    r("create", "c", "--key", "alias/k")
-    return r
+    return local_cli(tmp_path, monkeypatch, capsys)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import envelope.kms
 import envelope.storage
 from envelope_cli import main as cli_main
 from envelope_cli.main import COMMAND_MODULES, _command_word, _dist_info_version, build_parser
-from tests.support.cli_run import Run
+from tests.test_cli_knobs import local_cli
 
 REPO = Path(__file__).resolve().parent.parent
 AWS_SDK = ("boto3", "botocore", "urllib3", "s3transfer")
@@ -59,16 +59,10 @@ def _aws_sdk(loaded: set[str]) -> list[str]:
 def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> list[str]:
     """A local keystore with a key, a container `c` holding object `x`, and a 1 KiB file `f`; the
     global options that select them."""
-    monkeypatch.chdir(tmp_path)
-    for variable in ("ENVELOPE_KMS", "ENVELOPE_REGION", "ENVELOPE_ENDPOINT_URL", "ENVELOPE_KEY_IDS"):
-        monkeypatch.delenv(variable, raising=False)
-    options = ["--kms", f"local:{tmp_path / 'keystore'}"]
-    run = Run(options, monkeypatch, capsys)
-    run("key", "create", "--alias", "alias/k")
-    run("create", "c", "--key", "alias/k")
+    run = local_cli(tmp_path, monkeypatch, capsys)
     (tmp_path / "f").write_bytes(os.urandom(1024))
     run("put", "c", "x", "f")
-    return options
+    return run.options
 
 
 LOCAL_COMMANDS = [

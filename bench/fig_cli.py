@@ -18,7 +18,9 @@ interleaved round (order rotating, warm-up discarded) runs, on one file of
   large-file ratio is made of.
 
 Every output is removed, and `sync` run, outside the timed region before
-each run, so no writeback left by one contender lands on the next. The
+each run, so no writeback left by one contender lands on the next; in a
+full run each round first waits (at most 5 s) for other processes to go
+quiet, and `quiet_rounds` records how many started noisy anyway. The
 command runs as an installed one does (bytecode cached: the warm-up round
 writes it), with `PYTHONDONTWRITEBYTECODE` removed from its environment.
 Goals (issue 16): put <= 1.05x age -e, get -o <= 1.05x age -d.
@@ -35,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.env import QuietRounds
 from bench.report import verdict
 from bench.stats import interleave, paired_ratios, summarize
 
@@ -193,9 +196,11 @@ def _measure(cfg: Any, t: _Tools, nbytes: int, *, threads: bool) -> dict[str, An
     if threads:
         contenders["ours_put_threads2"] = ours_put("--threads", "2")
         contenders["ours_get_threads2"] = ours_get("--threads", "2")
-    times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup)
+    rounds = QuietRounds(cfg.quiet_wait_s / 8)  # full runs: each round waits (bounded) for a quiet machine
+    times = interleave(contenders, reps=cfg.reps, warmup=cfg.warmup, before_round=rounds)
     _fresh(t.out)
     entry: dict[str, Any] = {
+        "quiet_rounds": rounds.report(),
         "seconds": {k: summarize(v, digits=4) for k, v in times.items()},
         "mb_per_s": {k: round(nbytes / summarize(v)["median"] / 1e6, 1) for k, v in times.items()},
         "ratios": {

@@ -1,5 +1,6 @@
-"""`get -o` reserves the authenticated plaintext size in its anonymous output file (posix_fallocate), and a
-reservation never changes what is published: the file is exactly what was written."""
+"""`get -o` reserves the authenticated plaintext size in its anonymous output file (posix_fallocate) and
+starts the file's writeback as it writes (posix_fadvise); neither changes what is published: the file is
+exactly what was written."""
 
 from __future__ import annotations
 
@@ -100,3 +101,31 @@ def test_a_reservation_larger_than_what_was_written_is_cut_back(tmp_path: Path, 
     with prepare_output(str(tmp_path / "out"), overwrite=True) as target, target.open(5) as sink:
         sink.write(b"longer than reserved")
     assert (tmp_path / "out").read_bytes() == b"longer than reserved"
+
+
+def test_get_o_starts_writeback_as_it_writes(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anonymous_files: None
+) -> None:
+    data = os.urandom(2 * files.WRITEBACK_CHUNK + 12345)
+    (tmp_path / "f").write_bytes(data)
+    run("put", "c", "x", "f")
+    calls: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append((offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    run("get", "c", "x", "-o", "out")
+    chunk, dontneed = files.WRITEBACK_CHUNK, os.POSIX_FADV_DONTNEED
+    assert calls == [(0, chunk, dontneed), (chunk, chunk, dontneed)]
+    assert (tmp_path / "out").read_bytes() == data
+
+    # Only a hint: a filesystem that refuses it changes nothing.
+    def refuse(*_: int) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    run("get", "c", "x", "-o", "out2")
+    assert (tmp_path / "out2").read_bytes() == data

@@ -47,6 +47,7 @@ class Config:
     provision_reps: int
     s3_size: int
     s3_reps: int
+    cli_size: int
     quiet_wait_s: float
 
 
@@ -72,6 +73,7 @@ FULL = Config(
     provision_reps=5,
     s3_size=256 * MiB,
     s3_reps=3,
+    cli_size=256 * MiB,  # the row; --quick keeps it (start-up would dominate a smaller file)
     quiet_wait_s=40.0,
 )
 QUICK = replace(
@@ -114,6 +116,7 @@ TINY = replace(
     provision_reps=1,
     s3_size=2 * MiB,
     s3_reps=1,
+    cli_size=2 * MiB,
     quiet_wait_s=0.0,
 )
 

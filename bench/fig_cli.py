@@ -3,7 +3,8 @@
 Opt-in (`python -m bench --only cli`), and skipped with its reason when
 `age` or `age-keygen` is not on PATH (Debian: `apt-get install age`). Each
 interleaved round (order rotating, warm-up discarded) runs, on one file of
-`throughput_size` bytes (256 MiB in a full run) held in the page cache:
+`cli_size` bytes (256 MiB, in --quick runs too; 2 MiB in --tiny) held in
+the page cache:
 
 - encrypt: `envelope put C NAME FILE` (the default embedded mode: a local
   container and the local keystore; the store writes a temp file, fsyncs
@@ -130,7 +131,7 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
         outputs=outputs,
     )
     result: dict[str, Any] = {
-        "bytes": cfg.throughput_size,
+        "bytes": cfg.cli_size,
         "reps": cfg.reps,
         "age": sh.check([age, "--version"]).strip(),
         "command": " ".join(os.path.basename(a) for a in envelope),
@@ -138,9 +139,9 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
         "sizes": {},
     }
     summary: list[dict[str, Any]] = []
-    for nbytes in (cfg.throughput_size, SMALL):
+    for nbytes in (cfg.cli_size, SMALL):
         ctx.log(f"  {nbytes:,} bytes")
-        entry = _measure(cfg, tools, nbytes, threads=nbytes == cfg.throughput_size)
+        entry = _measure(cfg, tools, nbytes, threads=nbytes == cfg.cli_size)
         result["sizes"][str(nbytes)] = entry
         summary += _lines(nbytes, entry)
     result["summary"] = summary

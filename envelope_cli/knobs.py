@@ -23,7 +23,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from envelope.errors import ValidationError
 from envelope_cli.exitcodes import CliError, ExitCode
@@ -109,6 +109,11 @@ class Knobs:
         if concurrency is not None:
             concurrency = _upload_concurrency(args, concurrency)
         return cls(threads=threads, frame_length=frame_length, upload_concurrency=concurrency)
+
+    def plane_options(self) -> dict[str, Any]:
+        """Keyword arguments for DataPlane: the knobs that were set (the others keep its defaults)."""
+        options = {"threads": self.threads, "frame_length": self.frame_length}
+        return {name: value for name, value in options.items() if value is not None}
 
 
 def _source(args: argparse.Namespace, dest: str, variable: str) -> tuple[str, str] | None:

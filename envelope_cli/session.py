@@ -228,17 +228,11 @@ class Session:
     def _data_plane(self, kms: Any) -> DataPlane:
         from dataplane import DataPlane
 
-        knobs = self.knobs
-        tuning: dict[str, Any] = {}
-        if knobs is not None and knobs.threads is not None:
-            tuning["threads"] = knobs.threads
-        if knobs is not None and knobs.frame_length is not None:
-            tuning["frame_length"] = knobs.frame_length
         return DataPlane(
             kms,
             grant_tokens=self.grant_tokens or None,
             allow_unbound=self.allow_unbound,
-            **tuning,
+            **(self.knobs.plane_options() if self.knobs is not None else {}),
             **self._trust().plane_options(),
         )
 

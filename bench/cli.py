@@ -47,6 +47,7 @@ class Config:
     provision_reps: int
     s3_size: int
     s3_reps: int
+    cli_size: int
     quiet_wait_s: float
 
 
@@ -72,6 +73,7 @@ FULL = Config(
     provision_reps=5,
     s3_size=256 * MiB,
     s3_reps=3,
+    cli_size=256 * MiB,  # the row; --quick keeps it (start-up would dominate a smaller file)
     quiet_wait_s=40.0,
 )
 QUICK = replace(
@@ -114,12 +116,14 @@ TINY = replace(
     provision_reps=1,
     s3_size=2 * MiB,
     s3_reps=1,
+    cli_size=2 * MiB,
     quiet_wait_s=0.0,
 )
 
 
 def _figures() -> dict[str, tuple[str, Callable[[Config, Context], dict[str, Any]]]]:
     from bench import (
+        fig_cli,
         fig_fsspec,
         fig_kms,
         fig_peers,
@@ -144,12 +148,14 @@ def _figures() -> dict[str, tuple[str, Callable[[Config, Context], dict[str, Any
         "fsspec": ("9. Parquet through envelope:// (opt-in)", fig_fsspec.run),
         "small": ("10. small objects per second", fig_small.run),
         "rekey": ("11. rekey in place vs a durable copy; Dask 2 workers vs 1 (opt-in)", fig_rekey.run),
+        "cli": ("12. the envelope command vs age, whole-process time (opt-in; needs age)", fig_cli.run),
     }
 
 
 FIGURE_NAMES = ("streams", "threads", "peers", "rss", "random", "kms", "provisioning", "s3", "small")
-# Run only when named with --only: they need the test extra's data tools (pandas, pyarrow, fsspec).
-OPT_IN_FIGURES = ("fsspec", "rekey")
+# Run only when named with --only: they need the test extra's data tools (pandas, pyarrow, fsspec), or
+# (cli) the `age` command, which is no dependency of the project.
+OPT_IN_FIGURES = ("fsspec", "rekey", "cli")
 
 
 class Context:

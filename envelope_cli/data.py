@@ -28,6 +28,7 @@ from envelope_cli import transfer
 from envelope_cli.control import header_document
 from envelope_cli.exitcodes import CliError, ExitCode, exit_code_for, one_line
 from envelope_cli.files import open_input, prepare_output
+from envelope_cli.knobs import add_knobs
 from envelope_cli.output import Output
 from envelope_cli.progress import transfer_progress
 from envelope_cli.session import Session
@@ -137,7 +138,7 @@ def get(session: Session, out: Output, args: argparse.Namespace) -> int:
             with transfer_progress(size, description=f"get {args.name}", quiet=out.quiet) as tick:
                 if target is None or target.is_stdout:
                     return _get_to_stdout(reader, tick, args.name)
-                with target.open() as sink:
+                with target.open(size) as sink:
                     total = copy_out(reader, sink, tick)
     out.status(
         {"location": container.url, "name": args.name, "size": total, "output": args.output},
@@ -349,6 +350,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--to-file", metavar="FILE", help="copy SRC_LOC NAME to a local file")
     p.add_argument("--overwrite", action="store_true", help="replace existing destinations (default: refuse)")
     add_allow_unbound(p)
+    add_knobs(p, frame_length=True, upload=True)
     p.set_defaults(run=transfer.cp)
 
     p = commands.add_parser(
@@ -370,6 +372,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="put -r LOCATION DIR [PREFIX]: every regular file under DIR, named PREFIX + its path in DIR",
     )
+    add_knobs(p, frame_length=True, upload=True)
     p.set_defaults(run=put, parser=p, late=("file",))
 
     p = commands.add_parser(
@@ -394,6 +397,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="every object under the name PREFIX, into -o DIR")
     p.add_argument("--literal", action="store_true", help="NAME is a name even if it holds * ? or [")
     add_allow_unbound(p)
+    add_knobs(p)
     p.set_defaults(run=get)
 
     p = commands.add_parser("ls", parents=parents, help="list object names (no KMS call)")
@@ -437,4 +441,5 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("names", metavar="NAME", nargs="*", help="objects to verify (default: all)")
     add_allow_unbound(p)
+    add_knobs(p)
     p.set_defaults(run=verify)

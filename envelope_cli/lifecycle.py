@@ -17,6 +17,7 @@ from typing import Any
 from envelope.keygen import KeyGeneration
 from envelope.storage import validate_prefix
 from envelope_cli.exitcodes import CliError, ExitCode
+from envelope_cli.knobs import add_knobs
 from envelope_cli.output import Output
 from envelope_cli.session import Session
 from envelope_cli.trust import trust_parent
@@ -78,6 +79,9 @@ def rekey(session: Session, out: Output, args: argparse.Namespace) -> int:
         validate_prefix(args.prefix)
     if not 1 <= args.workers <= 64:
         raise CliError("--workers must be 1..64", ExitCode.USAGE)
+    if args.dask and (args.threads is not None or args.upload_concurrency is not None):
+        # The workers build their own planes and stores from the container's spec, with the defaults.
+        raise CliError("--threads and --upload-concurrency do not reach --dask workers", ExitCode.USAGE)
     # On a Dask cluster each worker opens the container from a picklable spec (never a key or a client).
     container = session.container_spec(args.location).open() if args.dask else session.open_container(args.location)
     done = [0]
@@ -155,6 +159,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", metavar="P", help="only names starting with P")
     p.add_argument("--workers", type=int, default=4, metavar="N", help="threads (default 4)")
     p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster (scheduler address)")
+    add_knobs(p, upload=True)
     p.set_defaults(run=rekey)
 
     p = commands.add_parser("retire", parents=parents, help="delete a generation's record once no object uses it")

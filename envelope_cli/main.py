@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
-import traceback
-from collections.abc import Sequence
-from typing import Any
 
-from envelope_cli.exitcodes import Terminated, exit_code_for, one_line
-from envelope_cli.output import Output
+# Start-up time: `envelope --version` must cost little more than the interpreter itself, so this module
+# imports only what parsing needs; everything else (typing included, 2 ms) is imported where it is used.
+TYPE_CHECKING = False  # mypy and ruff treat this name as typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from envelope_cli.output import Output
 
 KEYSTORE_ENV = "ENVELOPE_KEYSTORE"
 
@@ -59,13 +60,45 @@ The local keystore defaults to ${KEYSTORE_ENV}, else ~/.envelope/keystore.
 See docs/cli.md for every command, and for how `get` to stdout streams."""
 
 
+DISTRIBUTION = "kms-envelope"
+
+
 def _version() -> str:
+    """The installed version, from the distribution's METADATA; importlib.metadata (~20 ms to import) only
+    when there is no `.dist-info` directory on sys.path to read it from."""
+    version = _dist_info_version(DISTRIBUTION, sys.path)
+    if version is not None:
+        return version
     from importlib import metadata
 
     try:
-        return metadata.version("kms-envelope")
+        return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         return "unknown"
+
+
+def _dist_info_version(distribution: str, path: Sequence[str]) -> str | None:
+    """`Version:` of the first `<name>-<version>.dist-info/METADATA` on `path` (the one importlib.metadata
+    would find first), or None."""
+    stem = distribution.replace("-", "_").lower() + "-"
+    for entry in path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:  # not a directory (a zip file), or gone
+            continue
+        for name in names:
+            if not (name.lower().startswith(stem) and name.endswith(".dist-info")):
+                continue
+            try:
+                with open(os.path.join(entry or ".", name, "METADATA"), encoding="utf-8") as f:
+                    for line in f:
+                        if line.startswith("Version:"):
+                            return line[len("Version:") :].strip() or None
+                        if not line.strip():  # the end of the headers
+                            break
+            except OSError:
+                continue
+    return None
 
 
 def _global_options(*, shown: bool = True) -> argparse.ArgumentParser:
@@ -105,10 +138,36 @@ def _global_options(*, shown: bool = True) -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
-    # The command modules (and through them the library) are loaded here, not at import: `--version` never is.
-    from envelope_cli import control, data, keys, lifecycle, maintenance
+# Which module defines each command, so that a command builds (and imports) only its own module's parsers;
+# tests/test_cli_startup.py checks this table against the full parser.
+COMMAND_MODULES: dict[str, str] = {
+    "key": "keys",
+    "create": "control",
+    "describe": "control",
+    "containers": "control",
+    "cp": "data",
+    "put": "data",
+    "get": "data",
+    "ls": "data",
+    "rm": "data",
+    "inspect": "data",
+    "verify": "data",
+    "rotate": "lifecycle",
+    "generations": "lifecycle",
+    "rekey": "lifecycle",
+    "retire": "lifecycle",
+    "gc": "maintenance",
+    "completion": "main",
+}
+_MODULE_ORDER = ("keys", "control", "data", "lifecycle", "maintenance", "main")
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `command` (a word of COMMAND_MODULES), only the parsers of the module that
+    defines it (the other commands' modules, and the library they import, are then never loaded)."""
+    import importlib
+
+    wanted = _MODULE_ORDER if command not in COMMAND_MODULES else (COMMAND_MODULES[command],)
     parser = argparse.ArgumentParser(
         prog="envelope",
         parents=[_global_options()],
@@ -121,12 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Subcommands accept every global option but list them once, in `envelope --help`.
     common = _global_options(shown=False)
-    keys.add_parsers(commands, common)
-    control.add_parsers(commands, common)
-    data.add_parsers(commands, common)
-    lifecycle.add_parsers(commands, common)
-    maintenance.add_parsers(commands, common)
-    add_completion_parser(commands, common)
+    for name in wanted:
+        if name == "main":
+            add_completion_parser(commands, common)
+        else:
+            # The command modules (and through them the library) are loaded here, not at import.
+            importlib.import_module(f"envelope_cli.{name}").add_parsers(commands, common)
     _describe_subcommands(parser)
     return parser
 
@@ -200,12 +259,32 @@ def _run(args: argparse.Namespace, out: Output) -> int:
     if hasattr(args, "trusted_keys"):
         session.trust = TrustOptions.from_args(args, choice.kind)
     session.allow_unbound = bool(getattr(args, "allow_unbound", False))
+    # The throughput knobs too: a bad --threads or $ENVELOPE_FRAME_LENGTH costs no request.
+    if hasattr(args, "threads"):
+        from envelope_cli.knobs import Knobs
+
+        session.knobs = Knobs.from_args(args)
     code: int = args.run(session, out, args)
     return code
 
 
-# Global options that take a value, for `_asks_version`.
+# Global options that take a value, for `_asks_version` and `_command_word`.
 _VALUED = frozenset({"--kms", "--region", "--profile", "--endpoint-url", "--grant-token"})
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command argparse will take from argv: the first word that is neither a global option nor its
+    value (an abbreviated `--reg us-east-1` included, as argparse accepts it). None when there is none,
+    or a help option or `--` comes first: the full parser then handles (and explains) it."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--", "-h", "--help"):
+            return None
+        if not word.startswith("-"):
+            return word
+        if "=" not in word and any(option.startswith(word) for option in _VALUED if word.startswith("--")):
+            next(words, None)
+    return None
 
 
 def _asks_version(argv: Sequence[str]) -> bool:
@@ -228,7 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if _asks_version(sys.argv[1:] if argv is None else argv):
         print(f"envelope {_version()}")
         return 0
-    parser = build_parser()
+    from envelope_cli.exitcodes import exit_code_for, one_line
+    from envelope_cli.output import Output
+
+    parser = build_parser(_command_word(sys.argv[1:] if argv is None else argv))
     args, extras = parser.parse_known_args(argv)
     extras = _fill_late_positionals(args, extras)
     if extras:
@@ -248,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _silence_stdout()
             return code
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         message = one_line(e)
         if not isinstance(e, KeyboardInterrupt):
@@ -256,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         if previous is not None:
+            import signal
+
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -294,12 +380,17 @@ def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace)
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    from envelope_cli.exitcodes import Terminated
+
     raise Terminated
 
 
 def _on_sigterm_raise() -> Any:
     """Make SIGTERM unwind like Ctrl-C, so a killed `get -o` removes its temp file and a
     killed `put` aborts its upload. Returns the previous handler (None off the main thread)."""
+    import signal
+    import threading
+
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_terminated)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from envelope.datakey import DataKey
     from envelope.kms import AwsKms, LocalKms
     from envelope.storage import Store
+    from envelope_cli.knobs import Knobs
     from envelope_cli.trust import TrustOptions
 
 # Imports are made where they are needed: `envelope --version` and the local commands must not pay for
@@ -142,6 +143,8 @@ class Session:
         self.grant_tokens = tuple(grant_tokens)
         self.allow_unbound = False
         """--allow-unbound: read commands also accept unbound messages (docs/interop.md)."""
+        self.knobs: Knobs | None = None
+        """--threads, --frame-length, --upload-concurrency (or their variables), judged; None: the defaults."""
         self._kms: AwsKms | LocalKms | None = None
         self._s3: S3Client | None = None
 
@@ -192,8 +195,15 @@ class Session:
         """The store for a location; builds the S3 client only for s3:// locations."""
         from envelope.storage import open_store
 
-        s3 = self.s3_client() if location.startswith("s3://") else None
-        return open_store(location, s3_client=s3)
+        if not location.startswith("s3://"):
+            return open_store(location)
+        concurrency = self.knobs.upload_concurrency if self.knobs is not None else None
+        if concurrency is None:
+            return open_store(location, s3_client=self.s3_client())
+        from envelope.storage import S3Store, parse_location
+
+        parsed = parse_location(location)
+        return S3Store(self.s3_client(), parsed.bucket, parsed.prefix, upload_concurrency=concurrency)
 
     # -- planes ------------------------------------------------------------------------
 
@@ -222,6 +232,7 @@ class Session:
             kms,
             grant_tokens=self.grant_tokens or None,
             allow_unbound=self.allow_unbound,
+            **(self.knobs.plane_options() if self.knobs is not None else {}),
             **self._trust().plane_options(),
         )
 

@@ -276,8 +276,8 @@ def _get_to(container: Container, name: str, target: Any, *, allow_unbound: bool
     with explained(container, name, allow_unbound=allow_unbound):
         reader = container.open_reader(name)
     with reader:
-        reader.plaintext_size()
-        with target.open() as sink:
+        size = reader.plaintext_size()
+        with target.open(size) as sink:
             return copy_out(reader, sink, lambda _n: None)
 
 

@@ -7,6 +7,10 @@ URL into one. Names are checked by `validate_name` before any I/O.
 
 Nothing in this package may encrypt, decrypt or hold key material, and
 nothing here may construct a boto3 client.
+
+`S3Store` and `validate_bucket_name` are loaded on first use (`from
+envelope.storage import S3Store` works as usual): they import botocore,
+which a program that only touches local containers should not pay for.
 """
 
 from typing import TYPE_CHECKING
@@ -15,7 +19,6 @@ from envelope.storage._base import BytesLike, ObjectReader, ObjectWriter, Random
 from envelope.storage.local import LocalStore
 from envelope.storage.location import Location, open_store, parse_location
 from envelope.storage.names import validate_name, validate_prefix
-from envelope.storage.s3 import S3Store, validate_bucket_name
 
 __all__ = [
     "BytesLike",
@@ -35,11 +38,29 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    # mypy proves here that both stores (and their writers and readers) satisfy the protocols.
+    # mypy sees ordinary imports (a misspelt name is still an error); at run time, S3 names via `__getattr__`.
+    # mypy also proves here that both stores (and their writers and readers) satisfy the protocols.
     from envelope.storage.local import LocalObjectWriter, LocalReader
-    from envelope.storage.s3 import S3ObjectWriter, S3Reader
+    from envelope.storage.s3 import S3ObjectWriter, S3Reader, S3Store, validate_bucket_name
 
     def _conforms(
         *, a: LocalStore, b: S3Store, c: LocalObjectWriter, d: S3ObjectWriter, e: LocalReader, f: S3Reader
     ) -> tuple[Store, Store, ObjectWriter, ObjectWriter, ObjectReader, ObjectReader]:
         return a, b, c, d, e, f
+
+
+if not TYPE_CHECKING:
+    _LAZY = frozenset({"S3Store", "validate_bucket_name"})
+
+    def __getattr__(name: str) -> object:
+        """The S3 names on first access (PEP 562); they then live in this module like any other."""
+        if name in _LAZY:
+            from envelope.storage import s3
+
+            value = getattr(s3, name)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

@@ -21,7 +21,6 @@ from envelope.errors import ValidationError
 from envelope.storage._base import Store
 from envelope.storage.local import LocalStore, check_encodable_path
 from envelope.storage.names import validate_name
-from envelope.storage.s3 import S3Store, validate_bucket_name
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -87,6 +86,8 @@ def _parse_file_url(url: str) -> Location:
 
 
 def _parse_s3_url(url: str) -> Location:
+    from envelope.storage.s3 import validate_bucket_name  # botocore: loaded only for s3:// locations
+
     # Keys are taken literally (no percent-decoding), as the AWS CLI does with s3:// URLs.
     rest = url[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
@@ -115,6 +116,8 @@ def _open_file(parsed: Location, s3_client: S3Client | None) -> Store:
 def _open_s3(parsed: Location, s3_client: S3Client | None) -> Store:
     if s3_client is None:
         raise ValidationError("an s3:// location needs an s3_client (a boto3 S3 client) to be passed in")
+    from envelope.storage.s3 import S3Store
+
     return S3Store(s3_client, parsed.bucket, parsed.prefix)
 
 

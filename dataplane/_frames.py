@@ -91,7 +91,7 @@ def wipe(view: memoryview) -> None:
 class SealSlot:
     """A batch buffer of the writer, laid out as consecutive regular frames."""
 
-    __slots__ = ("aad", "aead", "capacity", "final_aad", "frame_length", "future", "view")
+    __slots__ = ("aad", "aead", "capacity", "final_aad", "frame_length", "future", "view", "written")
 
     def __init__(self, key: MessageKey, message_id: bytes, frame_length: int, frames: int) -> None:
         self.capacity = frames * (frame_length + REGULAR_FRAME_OVERHEAD)
@@ -100,7 +100,8 @@ class SealSlot:
         self.aad = BodyAad(message_id, FRAME_AAD_LABEL)
         self.final_aad = BodyAad(message_id, FINAL_FRAME_AAD_LABEL)
         self.frame_length = frame_length
-        self.future: Future[memoryview] | None = None
+        self.future: Future[memoryview] | None = None  # sealing on a worker thread
+        self.written: Future[object] | None = None  # its bytes being written by the I/O thread
 
     def reserve(self, size: int) -> None:
         """Make the buffer at least `size` bytes (within capacity), keeping its contents."""

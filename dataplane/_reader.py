@@ -24,7 +24,7 @@ import contextlib
 import io
 import operator
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import NoReturn, TypeVar
 
 import attrs
@@ -32,7 +32,7 @@ import attrs
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError
 
-from ._byteio import MessageSource
+from ._byteio import IoThread, MessageSource
 from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
 from ._params import check_threads
 from .format import (
@@ -109,6 +109,8 @@ class MessageReader(io.BufferedIOBase):
         self._source = source
         self._error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._io = IoThread("envelope-read")
+        self._source_closer_queued = False
         self._plaintext = memoryview(bytearray(0))  # verified plaintext of frame self._cached
         self._cached = -1
         try:
@@ -137,6 +139,11 @@ class MessageReader(io.BufferedIOBase):
         self._batch = frames_per_batch(layout.frame_length, self._threads)
         self._slot = self._new_slot()
         self._slots: list[OpenSlot] = []
+        # Sequential read-ahead (threads == 1, sources without view_at): ciphertext only.
+        self._buffers = [memoryview(bytearray(0)), memoryview(bytearray(0))]
+        self._window: tuple[int, int, int] | None = None  # frames [lo, hi) fetched into _buffers[i]
+        self._ahead: tuple[int, int, int, Future[memoryview]] | None = None  # the same, being read
+        self._next_frame = 0  # where a sequential run of whole-frame reads goes on
         self._final_verified = False
         self._pos = 0
 
@@ -226,15 +233,23 @@ class MessageReader(io.BufferedIOBase):
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+            self._io.close()  # no read in progress after this: the source may close
+            self._ahead = self._window = None
             wipe(self._plaintext)
             self._cached = -1
-            self._source.close()
+            if not self._source_closer_queued:
+                self._source.close()
         finally:
             super().close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             release_pool_in_finalizer(self)
+            if not self.closed and self._io.started:
+                # No joining in a finalizer: the read-ahead thread closes the source itself once
+                # its read in progress returns, so the two never touch the source at once.
+                self._source_closer_queued = True
+                self._io.abandon(self._source.close)
         super().__del__()
 
     def __reduce__(self) -> NoReturn:
@@ -300,16 +315,62 @@ class MessageReader(io.BufferedIOBase):
             if len(view) != length:
                 raise AuthenticationError
             return view
+        self._settle_ahead()  # one source call at a time
         if len(slot.buffer) < length:
             slot.buffer = memoryview(bytearray(length))
-        view = slot.buffer[:length]
-        done = 0
-        while done < length:
-            n = self._source.readinto_at(offset + done, view[done:])
-            if n <= 0:
-                raise AuthenticationError  # the object is shorter than its size said
-            done += n
-        return view
+        return _read_fully(self._source, offset, slot.buffer[:length])
+
+    def _fetch_ahead(self, first: int, count: int) -> memoryview:
+        """The bytes of regular frames first .. first+count-1, all in one aligned batch (threads == 1).
+
+        Whole-frame reads that go on where the previous one stopped are served
+        from a window of one batch, and while the caller opens it (and does
+        its own work with the plaintext), the I/O thread reads the next batch
+        into the other buffer. Only ciphertext goes through that thread; every
+        frame is still opened, and verified, by `open_regular` in this thread.
+        Any other read is fetched on its own, as without read-ahead.
+        """
+        layout = self._layout
+        stride = layout.frame_length + REGULAR_FRAME_OVERHEAD
+        final, batch = layout.final_index, self._batch
+        sequential = first == self._next_frame
+        self._next_frame = first + count
+        if not sequential:
+            self._window = None
+            return self._fetch_regular(first, count, self._slot)
+        window = self._window
+        if window is None or not window[0] <= first < first + count <= window[1]:
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead[0] <= first < first + count <= ahead[1]:
+                ahead[3].result()  # a failed read raises here, in the caller's thread
+                window = ahead[:3]
+            else:
+                if ahead is not None:
+                    wait([ahead[3]])
+                hi = min((first // batch + 1) * batch, final)
+                index = 0 if window is None else 1 - window[2]
+                _read_fully(self._source, layout.frame_offset(first), self._buffer(index, (hi - first) * stride))
+                window = (first, hi, index)
+            self._window = window
+        lo, hi, index = window
+        if self._ahead is None and hi < final:
+            end = min(hi + batch, final)
+            target = self._buffer(1 - index, (end - hi) * stride)
+            future = self._io.submit(_read_fully, self._source, layout.frame_offset(hi), target)
+            self._ahead = (hi, end, 1 - index, future)
+        start = (first - lo) * stride
+        return self._buffers[index][start : start + count * stride]
+
+    def _buffer(self, index: int, length: int) -> memoryview:
+        if len(self._buffers[index]) < length:
+            self._buffers[index] = memoryview(bytearray(length))
+        return self._buffers[index][:length]
+
+    def _settle_ahead(self) -> None:
+        """Wait for a read-ahead in progress and drop it (its error too: the read is retried if needed)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            wait([ahead[3]])
 
     def _fetch_regular(self, first: int, count: int, slot: OpenSlot) -> memoryview:
         """The bytes of regular frames first .. first+count-1 (one batch at most)."""
@@ -381,6 +442,14 @@ class MessageReader(io.BufferedIOBase):
             return layout.final_length
         frame_length = layout.frame_length
         count = min(len(out) // frame_length, layout.final_index - first)
+        if self._threads == 1 and self._view_at is None:
+            batch, index = self._batch, first
+            while index < first + count:
+                n = min(first + count, (index // batch + 1) * batch) - index
+                region = out[(index - first) * frame_length : (index - first + n) * frame_length]
+                self._slot.open_regular(index + 1, n, self._fetch_ahead(index, n), region)
+                index += n
+            return count * frame_length
         step = self._threads * self._batch
         for offset in range(0, count, step):
             n = min(step, count - offset)
@@ -426,3 +495,14 @@ class MessageReader(io.BufferedIOBase):
             start, size = runs[failed]
             wipe(out[(start + size) * frame_length :])
             raise error
+
+
+def _read_fully(source: MessageSource, offset: int, view: memoryview) -> memoryview:
+    """Fill `view` with the source's bytes at `offset` (on the caller's or the read-ahead thread)."""
+    done, length = 0, len(view)
+    while done < length:
+        n = source.readinto_at(offset + done, view[done:])
+        if n <= 0:
+            raise AuthenticationError  # the object is shorter than its size said
+        done += n
+    return view

@@ -44,6 +44,8 @@ from .format import (
 
 __all__ = [
     "BATCH_BYTES",
+    "OVERLAP_MIN_SECONDS",
+    "OVERLAP_SHARE",
     "SLOT_MIN_BYTES",
     "THREAD_BATCHES",
     "OpenSlot",
@@ -52,6 +54,7 @@ __all__ = [
     "release_pool_in_finalizer",
     "split",
     "wipe",
+    "worth_overlapping",
 ]
 
 BATCH_BYTES = 1 << 20
@@ -64,6 +67,14 @@ THREAD_BATCHES = 2
 at least one frame), and each task seals or opens a contiguous run of up to one batch:
 a hand-off to a worker costs tens of microseconds, so runs must be long to pay off."""
 
+OVERLAP_MIN_SECONDS = 50e-6
+"""An I/O call (a sink's write, a source's read) shorter than this is not worth handing
+to a stream's I/O thread: a hand-off costs tens of microseconds on a busy 2-core machine."""
+
+OVERLAP_SHARE = 0.5
+"""Nor is one that takes less than this share of the cipher's time on the same bytes:
+the overlap could save at most that time, and the hand-off eats part of it."""
+
 SLOT_MIN_BYTES = 4096
 """A slot's buffer starts at least this large and grows by doubling, so a writer fed many tiny
 writes reallocates O(log n) times rather than once per write (and never beyond its capacity)."""
@@ -75,6 +86,12 @@ def frames_per_batch(frame_length: int, threads: int) -> int:
     if threads > 1:
         return max(1, THREAD_BATCHES * BATCH_BYTES // frame_length)
     return max(1, BATCH_BYTES // (frame_length + REGULAR_FRAME_OVERHEAD))
+
+
+def worth_overlapping(io_seconds: float, cipher_seconds: float) -> bool:
+    """Whether an I/O call that took `io_seconds` next to `cipher_seconds` of sealing or
+    opening the same bytes should from now on run on the stream's I/O thread."""
+    return io_seconds >= OVERLAP_MIN_SECONDS and io_seconds >= OVERLAP_SHARE * cipher_seconds
 
 
 def split(count: int, parts: int) -> list[tuple[int, int]]:

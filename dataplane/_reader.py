@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import operator
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import NoReturn, TypeVar
@@ -33,7 +34,7 @@ from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError
 
 from ._byteio import IoThread, MessageSource
-from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
+from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, split, wipe, worth_overlapping
 from ._params import check_threads
 from .format import (
     DEFAULT_LIMITS,
@@ -91,7 +92,15 @@ class MessageReader(io.BufferedIOBase):
     ``threads >= 2`` batches grow to ``THREAD_BATCHES`` times ``BATCH_BYTES``,
     and a read of whole frames is split into one run per thread, the calling
     thread opening the first; sources without ``view_at`` then cost about
-    ``threads * max(frame_length, 4 MiB)`` of ciphertext buffers.
+    ``threads * max(frame_length, 2 MiB)`` of ciphertext buffers.
+
+    Read-ahead (one thread, sources without ``view_at``): whole-frame reads
+    that go on where the last one stopped are fetched a batch at a time into
+    one of two ciphertext buffers, and once a fetch proves slow next to
+    opening (`worth_overlapping`) the I/O thread fetches the next batch
+    while this one is opened. Only ciphertext crosses threads; each frame is
+    opened and verified here before its plaintext is released. Memory: two
+    batches of ciphertext (about 2 MiB) on top of the above.
     """
 
     def __init__(
@@ -144,6 +153,8 @@ class MessageReader(io.BufferedIOBase):
         self._window: tuple[int, int, int] | None = None  # frames [lo, hi) fetched into _buffers[i]
         self._ahead: tuple[int, int, int, Future[memoryview]] | None = None  # the same, being read
         self._next_frame = 0  # where a sequential run of whole-frame reads goes on
+        self._read_ahead = False  # decided by `_fetch_ahead` from the first batches' timings
+        self._open_rate: float | None = None  # seconds per byte of the last batch opened with read-ahead off
         self._final_verified = False
         self._pos = 0
 
@@ -348,12 +359,16 @@ class MessageReader(io.BufferedIOBase):
                 if ahead is not None:
                     wait([ahead[3]])
                 hi = min((first // batch + 1) * batch, final)
-                index = 0 if window is None else 1 - window[2]
+                index = 0  # nothing in flight, and the old window is done with
+                start = time.perf_counter()
                 _read_fully(self._source, layout.frame_offset(first), self._buffer(index, (hi - first) * stride))
+                if self._open_rate is not None and not self._read_ahead:
+                    took, size = time.perf_counter() - start, (hi - first) * stride
+                    self._read_ahead = worth_overlapping(took, self._open_rate * size)
                 window = (first, hi, index)
             self._window = window
         lo, hi, index = window
-        if self._ahead is None and hi < final:
+        if self._read_ahead and self._ahead is None and hi < final:
             end = min(hi + batch, final)
             target = self._buffer(1 - index, (end - hi) * stride)
             future = self._io.submit(_read_fully, self._source, layout.frame_offset(hi), target)
@@ -447,7 +462,11 @@ class MessageReader(io.BufferedIOBase):
             while index < first + count:
                 n = min(first + count, (index // batch + 1) * batch) - index
                 region = out[(index - first) * frame_length : (index - first + n) * frame_length]
-                self._slot.open_regular(index + 1, n, self._fetch_ahead(index, n), region)
+                data = self._fetch_ahead(index, n)
+                start = time.perf_counter()
+                self._slot.open_regular(index + 1, n, data, region)
+                if not self._read_ahead:
+                    self._open_rate = (time.perf_counter() - start) / len(data)
                 index += n
             return count * frame_length
         step = self._threads * self._batch

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +37,7 @@ from envelope.datakey import DataKey
 from envelope.errors import ValidationError
 
 from ._byteio import IoThread, MessageSink, MessageStream
-from ._frames import SealSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
+from ._frames import SealSlot, frames_per_batch, release_pool_in_finalizer, split, wipe, worth_overlapping
 from ._params import check_frame_length, check_threads
 from .format import (
     DEFAULT_FRAME_LENGTH,
@@ -67,7 +68,14 @@ class MessageWriter(io.BufferedIOBase):
     batches are sealed by a thread pool in a ring of ``threads + 1`` buffers
     and written out in order; whole frames in the caller's buffer are split
     into one run per thread, the calling thread sealing the first itself.
-    Memory stays at about ``(threads + 1) * max(frame_length, 4 MiB)``.
+
+    Write-behind: once a sink write proves slow next to sealing
+    (`worth_overlapping`), sealed batches are written, in order, by one I/O
+    thread while the next is sealed; a slot is refilled only after its
+    bytes are written, a failed write is raised by the next call, and
+    ``close()`` commits only after every write returned. Memory stays at
+    about ``max(2, threads + 1) * max(frame_length, batch)`` (1 MiB batches
+    with one thread, 2 MiB with more).
     """
 
     def __init__(
@@ -86,7 +94,8 @@ class MessageWriter(io.BufferedIOBase):
         self._error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._io = IoThread("envelope-write")
-        self._first_batch = True
+        self._behind = False  # sink writes go to the I/O thread (decided by `_emit`)
+        self._seal_rate = 0.0  # seconds per byte of the last batch this thread sealed
         self._pending: deque[SealSlot] = deque()
         self._slots: list[SealSlot] = []
         self._current = 0  # the slot being filled
@@ -307,7 +316,7 @@ class MessageWriter(io.BufferedIOBase):
         slot = self._slots[self._current]
         self._frames = 0
         if self._pool is None:
-            self._emit(slot, slot.seal(first, count, plaintext))
+            self._emit(slot, self._seal_here(slot, first, count, plaintext))
         else:
             slot.future = self._pool.submit(slot.seal, first, count, plaintext)
             self._pending.append(slot)
@@ -347,23 +356,33 @@ class MessageWriter(io.BufferedIOBase):
             for slot, run in zip(mine[1:], runs[1:], strict=True):
                 assert pool is not None, "runs are split only with threads >= 2"
                 futures.append(pool.submit(slot.seal, *run))
-            self._emit(mine[0], mine[0].seal(*runs[0]))
+            self._emit(mine[0], self._seal_here(mine[0], *runs[0]))
             for slot, future in zip(mine[1:], futures, strict=True):
                 self._emit(slot, future.result())
             self._advance(len(runs))
 
-    def _emit(self, slot: SealSlot, frames: memoryview) -> None:
-        """Hand `slot`'s sealed `frames` to the I/O thread; the slot is busy until `_settle`.
+    def _seal_here(self, slot: SealSlot, first: int, count: int, plaintext: memoryview | None) -> memoryview:
+        """`slot.seal` on this thread, timed for `_emit`'s decision."""
+        start = time.perf_counter()
+        frames = slot.seal(first, count, plaintext)
+        self._seal_rate = (time.perf_counter() - start) / len(frames)
+        return frames
 
-        The first batch is written here: a message of one batch (most objects)
-        never starts the thread, and the thread starts only when a second
-        batch can overlap.
+    def _emit(self, slot: SealSlot, frames: memoryview) -> None:
+        """Write `slot`'s sealed `frames`, or hand them to the I/O thread (then the slot is busy until `_settle`).
+
+        Writes start on this thread. Once one takes long enough that sealing
+        the next batch meanwhile pays for a hand-off (`worth_overlapping`: a
+        file's write into the page cache does, a counting or in-memory sink's
+        does not), every later batch is written behind. So a message of one
+        batch (most objects) never starts the thread.
         """
-        if self._first_batch:
-            self._first_batch = False
-            self._sink.write(frames)
-        else:
+        if self._behind:
             slot.written = self._io.submit(self._sink.write, frames)
+            return
+        start = time.perf_counter()
+        self._sink.write(frames)
+        self._behind = worth_overlapping(time.perf_counter() - start, self._seal_rate * len(frames))
 
     def _settle(self, slot: SealSlot) -> None:
         """Wait until `slot`'s bytes are written; a failed write raises here (then sticky)."""

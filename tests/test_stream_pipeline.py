@@ -25,6 +25,7 @@ from tests.test_format import EDKS, KEY, MESSAGE_ID, MemorySink
 
 F = 16
 IO_THREAD_PREFIXES = ("envelope-write", "envelope-read")
+SHIPPED_OVERLAP = (frames_module.OVERLAP_MIN_SECONDS, frames_module.OVERLAP_SHARE)
 
 
 def plaintext_of(n: int) -> bytes:
@@ -48,6 +49,13 @@ def no_io_threads_left() -> Iterator[None]:
     yield
     gc.collect()
     assert join_io_threads() == [], "a stream left its I/O thread running"
+
+
+@pytest.fixture(autouse=True)
+def always_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand every I/O call after the first batches to the I/O thread, however fast (timing-free tests)."""
+    monkeypatch.setattr(frames_module, "OVERLAP_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(frames_module, "OVERLAP_SHARE", 0.0)
 
 
 @pytest.fixture(autouse=True)
@@ -427,3 +435,26 @@ def test_a_reader_ended_mid_stream_closes_its_source_after_the_read_in_progress(
     assert source.closed
     assert source.after_close == 0
     assert source.overlaps == 0  # close() ran after the read in progress, not during it
+
+
+# -- when to overlap --
+
+
+def test_overlap_pays_only_for_io_calls_that_are_long_next_to_the_cipher(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frames_module, "OVERLAP_MIN_SECONDS", SHIPPED_OVERLAP[0])
+    monkeypatch.setattr(frames_module, "OVERLAP_SHARE", SHIPPED_OVERLAP[1])
+    assert not frames_module.worth_overlapping(1e-6, 0.0)  # an in-memory sink: shorter than a hand-off
+    assert not frames_module.worth_overlapping(100e-6, 400e-6)  # a small share of the cipher's time
+    assert frames_module.worth_overlapping(200e-6, 150e-6)  # a file's page-cache write next to sealing it
+    assert frames_module.worth_overlapping(5e-3, 150e-6)  # a network read
+
+
+def test_fast_io_never_starts_a_thread(monkeypatch: pytest.MonkeyPatch, small_batches: None) -> None:
+    monkeypatch.setattr(frames_module, "OVERLAP_MIN_SECONDS", float("inf"))
+    pt = plaintext_of(400 * F)
+    sink = ThreadSink()
+    write_in_pieces(pt, [5, 100 * F], sink)
+    source = RecordingSource(bytes(sink.data))
+    with MessageReader(source, resolve_key=lambda h: KEY) as r:
+        assert read_all(r, 4 * F) == pt
+    assert {*sink.threads, *source.threads} == {"MainThread"}

@@ -44,11 +44,13 @@ from .format import (
 
 __all__ = [
     "BATCH_BYTES",
+    "OVERLAP_EVIDENCE",
     "OVERLAP_MIN_SECONDS",
     "OVERLAP_SHARE",
     "SLOT_MIN_BYTES",
     "THREAD_BATCHES",
     "OpenSlot",
+    "OverlapVote",
     "SealSlot",
     "frames_per_batch",
     "release_pool_in_finalizer",
@@ -88,10 +90,28 @@ def frames_per_batch(frame_length: int, threads: int) -> int:
     return max(1, BATCH_BYTES // (frame_length + REGULAR_FRAME_OVERHEAD))
 
 
+OVERLAP_EVIDENCE = 3
+"""How many I/O calls in a row must be slow (`worth_overlapping`) before a stream starts its I/O
+thread: one slow call can be a preemption on a busy machine; a slow sink or source is slow every time."""
+
+
 def worth_overlapping(io_seconds: float, cipher_seconds: float) -> bool:
     """Whether an I/O call that took `io_seconds` next to `cipher_seconds` of sealing or
-    opening the same bytes should from now on run on the stream's I/O thread."""
+    opening the same bytes would have paid for a hand-off to the stream's I/O thread."""
     return io_seconds >= OVERLAP_MIN_SECONDS and io_seconds >= OVERLAP_SHARE * cipher_seconds
+
+
+class OverlapVote:
+    """Counts consecutive slow I/O calls; `slow(...)` says when there have been `OVERLAP_EVIDENCE`."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self) -> None:
+        self._run = 0
+
+    def slow(self, io_seconds: float, cipher_seconds: float) -> bool:
+        self._run = self._run + 1 if worth_overlapping(io_seconds, cipher_seconds) else 0
+        return self._run >= OVERLAP_EVIDENCE
 
 
 def split(count: int, parts: int) -> list[tuple[int, int]]:

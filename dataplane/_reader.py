@@ -34,7 +34,7 @@ from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError
 
 from ._byteio import IoThread, MessageSource
-from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, split, wipe, worth_overlapping
+from ._frames import OpenSlot, OverlapVote, frames_per_batch, release_pool_in_finalizer, split, wipe
 from ._params import check_threads
 from .format import (
     DEFAULT_LIMITS,
@@ -96,8 +96,8 @@ class MessageReader(io.BufferedIOBase):
 
     Read-ahead (one thread, sources without ``view_at``): whole-frame reads
     that go on where the last one stopped are fetched a batch at a time into
-    one of two ciphertext buffers, and once a fetch proves slow next to
-    opening (`worth_overlapping`) the I/O thread fetches the next batch
+    one of two ciphertext buffers, and once fetches prove slow next to
+    opening (`OverlapVote`) the I/O thread fetches the next batch
     while this one is opened. Only ciphertext crosses threads; each frame is
     opened and verified here before its plaintext is released. Memory: two
     batches of ciphertext (about 2 MiB) on top of the above.
@@ -154,6 +154,7 @@ class MessageReader(io.BufferedIOBase):
         self._ahead: tuple[int, int, int, Future[memoryview]] | None = None  # the same, being read
         self._next_frame = 0  # where a sequential run of whole-frame reads goes on
         self._read_ahead = False  # decided by `_fetch_ahead` from the first batches' timings
+        self._vote = OverlapVote()
         self._open_rate: float | None = None  # seconds per byte of the last batch opened with read-ahead off
         self._final_verified = False
         self._pos = 0
@@ -364,7 +365,7 @@ class MessageReader(io.BufferedIOBase):
                 _read_fully(self._source, layout.frame_offset(first), self._buffer(index, (hi - first) * stride))
                 if self._open_rate is not None and not self._read_ahead:
                     took, size = time.perf_counter() - start, (hi - first) * stride
-                    self._read_ahead = worth_overlapping(took, self._open_rate * size)
+                    self._read_ahead = self._vote.slow(took, self._open_rate * size)
                 window = (first, hi, index)
             self._window = window
         lo, hi, index = window

@@ -37,7 +37,7 @@ from envelope.datakey import DataKey
 from envelope.errors import ValidationError
 
 from ._byteio import IoThread, MessageSink, MessageStream
-from ._frames import SealSlot, frames_per_batch, release_pool_in_finalizer, split, wipe, worth_overlapping
+from ._frames import OverlapVote, SealSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
 from ._params import check_frame_length, check_threads
 from .format import (
     DEFAULT_FRAME_LENGTH,
@@ -69,8 +69,8 @@ class MessageWriter(io.BufferedIOBase):
     and written out in order; whole frames in the caller's buffer are split
     into one run per thread, the calling thread sealing the first itself.
 
-    Write-behind: once a sink write proves slow next to sealing
-    (`worth_overlapping`), sealed batches are written, in order, by one I/O
+    Write-behind: once sink writes prove slow next to sealing
+    (`OverlapVote`), sealed batches are written, in order, by one I/O
     thread while the next is sealed; a slot is refilled only after its
     bytes are written, a failed write is raised by the next call, and
     ``close()`` commits only after every write returned. Memory stays at
@@ -95,6 +95,7 @@ class MessageWriter(io.BufferedIOBase):
         self._pool: ThreadPoolExecutor | None = None
         self._io = IoThread("envelope-write")
         self._behind = False  # sink writes go to the I/O thread (decided by `_emit`)
+        self._vote = OverlapVote()
         self._seal_rate = 0.0  # seconds per byte of the last batch this thread sealed
         self._pending: deque[SealSlot] = deque()
         self._slots: list[SealSlot] = []
@@ -324,6 +325,8 @@ class MessageWriter(io.BufferedIOBase):
 
     def _advance(self, steps: int) -> None:
         """Make the slot `steps` after the current one current, once it is free to fill."""
+        if self._pool is None and not self._behind:
+            return  # every write so far was made here: the same (cache-warm) slot is free again
         self._current = (self._current + steps) % len(self._slots)
         slot = self._slots[self._current]
         while slot.future is not None:
@@ -371,18 +374,19 @@ class MessageWriter(io.BufferedIOBase):
     def _emit(self, slot: SealSlot, frames: memoryview) -> None:
         """Write `slot`'s sealed `frames`, or hand them to the I/O thread (then the slot is busy until `_settle`).
 
-        Writes start on this thread. Once one takes long enough that sealing
-        the next batch meanwhile pays for a hand-off (`worth_overlapping`: a
-        file's write into the page cache does, a counting or in-memory sink's
-        does not), every later batch is written behind. So a message of one
-        batch (most objects) never starts the thread.
+        Writes start on this thread. Once `OVERLAP_EVIDENCE` in a row took
+        long enough that sealing the next batch meanwhile pays for a hand-off
+        (`worth_overlapping`: a file's write into the page cache does, a
+        counting or in-memory sink's does not), every later batch is written
+        behind. So a message of a few batches (most objects) never starts the
+        thread.
         """
         if self._behind:
             slot.written = self._io.submit(self._sink.write, frames)
             return
         start = time.perf_counter()
         self._sink.write(frames)
-        self._behind = worth_overlapping(time.perf_counter() - start, self._seal_rate * len(frames))
+        self._behind = self._vote.slow(time.perf_counter() - start, self._seal_rate * len(frames))
 
     def _settle(self, slot: SealSlot) -> None:
         """Wait until `slot`'s bytes are written; a failed write raises here (then sticky)."""

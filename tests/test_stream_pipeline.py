@@ -56,6 +56,7 @@ def always_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hand every I/O call after the first batches to the I/O thread, however fast (timing-free tests)."""
     monkeypatch.setattr(frames_module, "OVERLAP_MIN_SECONDS", 0.0)
     monkeypatch.setattr(frames_module, "OVERLAP_SHARE", 0.0)
+    monkeypatch.setattr(frames_module, "OVERLAP_EVIDENCE", 1)
 
 
 @pytest.fixture(autouse=True)
@@ -447,6 +448,16 @@ def test_overlap_pays_only_for_io_calls_that_are_long_next_to_the_cipher(monkeyp
     assert not frames_module.worth_overlapping(100e-6, 400e-6)  # a small share of the cipher's time
     assert frames_module.worth_overlapping(200e-6, 150e-6)  # a file's page-cache write next to sealing it
     assert frames_module.worth_overlapping(5e-3, 150e-6)  # a network read
+
+
+def test_one_slow_call_among_fast_ones_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frames_module, "OVERLAP_MIN_SECONDS", SHIPPED_OVERLAP[0])
+    monkeypatch.setattr(frames_module, "OVERLAP_SHARE", SHIPPED_OVERLAP[1])
+    monkeypatch.setattr(frames_module, "OVERLAP_EVIDENCE", 3)
+    vote = frames_module.OverlapVote()
+    fast, preempted = (1e-6, 150e-6), (5e-3, 150e-6)  # (I/O seconds, cipher seconds)
+    assert [vote.slow(*call) for call in (preempted, fast, preempted, preempted, fast, preempted)] == [False] * 6
+    assert [vote.slow(*call) for call in (fast, preempted, preempted, preempted)] == [False, False, False, True]
 
 
 def test_fast_io_never_starts_a_thread(monkeypatch: pytest.MonkeyPatch, small_batches: None) -> None:

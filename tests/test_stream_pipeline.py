@@ -67,8 +67,8 @@ def no_whole_object_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches of 3 frames of 16 bytes (BATCH_BYTES 144 // (16 + 32 bytes of frame overhead) = 3)."""
-    monkeypatch.setattr(frames_module, "BATCH_BYTES", 144)
+    """Batches of 3 frames of 16 bytes."""
+    monkeypatch.setattr(frames_module, "BATCH_BYTES", 3 * F)
 
 
 class ThreadSink(MemorySink):

@@ -43,7 +43,7 @@ def pipelined(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(frames_module, "OVERLAP_MIN_SECONDS", 0.0)
     monkeypatch.setattr(frames_module, "OVERLAP_SHARE", 0.0)
     monkeypatch.setattr(frames_module, "OVERLAP_EVIDENCE", 1)
-    monkeypatch.setattr(frames_module, "BATCH_BYTES", 144)  # 3 frames of 16 bytes
+    monkeypatch.setattr(frames_module, "BATCH_BYTES", 3 * F)
     monkeypatch.setattr(format_module, "SMALL_OBJECT_BYTES", 0)
 
 

@@ -21,6 +21,7 @@ Errors are sticky: after a failure every later call raises the same error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import operator
 import time
@@ -95,12 +96,12 @@ class MessageReader(io.BufferedIOBase):
     ``threads * max(frame_length, 2 MiB)`` of ciphertext buffers.
 
     Read-ahead (one thread, sources without ``view_at``): whole-frame reads
-    that go on where the last one stopped are fetched a batch at a time into
-    one of two ciphertext buffers, and once fetches prove slow next to
-    opening (`OverlapVote`) the I/O thread fetches the next batch
-    while this one is opened. Only ciphertext crosses threads; each frame is
-    opened and verified here before its plaintext is released. Memory: two
-    batches of ciphertext (about 2 MiB) on top of the above.
+    that go on where the last one stopped are served a batch at a time, and
+    once the timings show it pays (`OverlapVote`) the I/O thread fetches and
+    opens the next batch while the caller works on this one; a batch is
+    copied out only after every frame in it verified. Memory: two batches of
+    ciphertext and two of plaintext (about 4 MiB, the plaintext wiped on
+    close) on top of the above.
     """
 
     def __init__(
@@ -150,12 +151,16 @@ class MessageReader(io.BufferedIOBase):
         self._slots: list[OpenSlot] = []
         # Sequential read-ahead (threads == 1, sources without view_at): ciphertext only.
         self._buffers = [memoryview(bytearray(0)), memoryview(bytearray(0))]
-        self._window: tuple[int, int, int] | None = None  # frames [lo, hi) fetched into _buffers[i]
-        self._ahead: tuple[int, int, int, Future[memoryview]] | None = None  # the same, being read
+        # frames [lo, hi) fetched into _buffers[i] (and, when opened, verified plaintext in _plain[i])
+        self._window: tuple[int, int, int, bool] | None = None
+        self._ahead: tuple[int, int, int, Future[None]] | None = None  # the same, being read and opened
         self._next_frame = 0  # where a sequential run of whole-frame reads goes on
-        self._read_ahead = False  # decided by `_fetch_ahead` from the first batches' timings
+        self._read_ahead = False  # decided by `_open_ahead` from the first batches' timings
         self._vote = OverlapVote()
-        self._open_rate: float | None = None  # seconds per byte of the last batch opened with read-ahead off
+        self._plain = [memoryview(bytearray(0)), memoryview(bytearray(0))]  # verified plaintext of an ahead batch
+        self._helper_slot: OpenSlot | None = None
+        self._left_at = 0.0  # when the last read returned to the caller
+        self._outside = 0.0  # how long the caller then spent before reading on
         self._final_verified = False
         self._pos = 0
 
@@ -247,6 +252,8 @@ class MessageReader(io.BufferedIOBase):
                 self._pool = None
             self._io.close()  # no read in progress after this: the source may close
             self._ahead = self._window = None
+            for plain in self._plain:
+                wipe(plain)
             wipe(self._plaintext)
             self._cached = -1
             if not self._source_closer_queued:
@@ -261,7 +268,7 @@ class MessageReader(io.BufferedIOBase):
                 # No joining in a finalizer: the read-ahead thread closes the source itself once
                 # its read in progress returns, so the two never touch the source at once.
                 self._source_closer_queued = True
-                self._io.abandon(self._source.close)
+                self._io.abandon(functools.partial(_release, self._source, list(self._plain)))
         super().__del__()
 
     def __reduce__(self) -> NoReturn:
@@ -332,55 +339,79 @@ class MessageReader(io.BufferedIOBase):
             slot.buffer = memoryview(bytearray(length))
         return _read_fully(self._source, offset, slot.buffer[:length])
 
-    def _fetch_ahead(self, first: int, count: int) -> memoryview:
-        """The bytes of regular frames first .. first+count-1, all in one aligned batch (threads == 1).
+    def _open_ahead(self, first: int, count: int, out: memoryview) -> None:
+        """Open regular frames first .. first+count-1, all in one aligned batch, into `out` (threads == 1).
 
         Whole-frame reads that go on where the previous one stopped are served
-        from a window of one batch, and while the caller opens it (and does
-        its own work with the plaintext), the I/O thread reads the next batch
-        into the other buffer. Only ciphertext goes through that thread; every
-        frame is still opened, and verified, by `open_regular` in this thread.
-        Any other read is fetched on its own, as without read-ahead.
+        a batch at a time. Once the reader's timings show it pays
+        (`OverlapVote`: the source's reads plus what the caller does between
+        two reads -- writing the plaintext out, say -- take a good share of the
+        time opening takes), the I/O thread fetches *and opens* the next batch
+        into a buffer of its own while the caller works, and the caller's
+        next read only copies that batch out. A batch handed over that way was
+        wholly verified first (`_fetch_and_open` raises otherwise, and the
+        buffer is wiped); nothing of it is released before. Any other read is
+        fetched and opened on its own, in this thread.
         """
         layout = self._layout
-        stride = layout.frame_length + REGULAR_FRAME_OVERHEAD
+        stride, frame_length = layout.frame_length + REGULAR_FRAME_OVERHEAD, layout.frame_length
         final, batch = layout.final_index, self._batch
-        sequential = first == self._next_frame
-        self._next_frame = first + count
-        if not sequential:
+        if first != self._next_frame:
+            self._next_frame = first + count
             self._window = None
-            return self._fetch_regular(first, count, self._slot)
+            self._slot.open_regular(first + 1, count, self._fetch_regular(first, count, self._slot), out)
+            return
+        self._next_frame = first + count
+        waited = 0.0
         window = self._window
         if window is None or not window[0] <= first < first + count <= window[1]:
             ahead, self._ahead = self._ahead, None
             if ahead is not None and ahead[0] <= first < first + count <= ahead[1]:
-                ahead[3].result()  # a failed read raises here, in the caller's thread
-                window = ahead[:3]
+                try:
+                    ahead[3].result()  # a failed read or a bad frame raises here, in the caller's thread
+                except BaseException:
+                    wipe(self._plain[ahead[2]])
+                    raise
+                window = (*ahead[:3], True)
             else:
                 if ahead is not None:
                     wait([ahead[3]])
                 hi = min((first // batch + 1) * batch, final)
-                index = 0  # nothing in flight, and the old window is done with
-                start = time.perf_counter()
-                _read_fully(self._source, layout.frame_offset(first), self._buffer(index, (hi - first) * stride))
-                if self._open_rate is not None and not self._read_ahead:
-                    took, size = time.perf_counter() - start, (hi - first) * stride
-                    self._read_ahead = self._vote.slow(took, self._open_rate * size)
-                window = (first, hi, index)
+                started = time.perf_counter()
+                _read_fully(self._source, layout.frame_offset(first), self._buffer(0, (hi - first) * stride))
+                waited = time.perf_counter() - started
+                window = (first, hi, 0, False)  # buffer 0: nothing is in flight, the old window is done with
             self._window = window
-        lo, hi, index = window
+        lo, hi, index, opened = window
         if self._read_ahead and self._ahead is None and hi < final:
-            end = min(hi + batch, final)
-            target = self._buffer(1 - index, (end - hi) * stride)
-            future = self._io.submit(_read_fully, self._source, layout.frame_offset(hi), target)
-            self._ahead = (hi, end, 1 - index, future)
-        start = (first - lo) * stride
-        return self._buffers[index][start : start + count * stride]
+            end, other = min(hi + batch, final), 1 - index
+            ciphertext = self._buffer(other, (end - hi) * stride)
+            plaintext = self._plain_buffer(other, (end - hi) * frame_length)
+            if self._helper_slot is None:
+                self._helper_slot = self._new_slot()  # the I/O thread's own cipher object
+            job = functools.partial(_fetch_and_open, offset=layout.frame_offset(hi), first=hi + 1)
+            self._ahead = (hi, end, other, self._io.submit(job, self._source, self._helper_slot, ciphertext, plaintext))
+        at = first - lo
+        if opened:
+            out[:] = self._plain[index][at * frame_length : (at + count) * frame_length]
+            return
+        started = time.perf_counter()
+        self._slot.open_regular(first + 1, count, self._buffers[index][at * stride : (at + count) * stride], out)
+        opening = time.perf_counter() - started
+        outside, self._outside = self._outside, 0.0
+        if not self._read_ahead:
+            self._read_ahead = self._vote.slow(waited + outside, opening)
 
     def _buffer(self, index: int, length: int) -> memoryview:
         if len(self._buffers[index]) < length:
             self._buffers[index] = memoryview(bytearray(length))
         return self._buffers[index][:length]
+
+    def _plain_buffer(self, index: int, length: int) -> memoryview:
+        if len(self._plain[index]) < length:
+            wipe(self._plain[index])
+            self._plain[index] = memoryview(bytearray(length))
+        return self._plain[index][:length]
 
     def _settle_ahead(self) -> None:
         """Wait for a read-ahead in progress and drop it (its error too: the read is retried if needed)."""
@@ -429,6 +460,15 @@ class MessageReader(io.BufferedIOBase):
             self._load(self._layout.final_index)
 
     def _readinto(self, out: memoryview) -> int:
+        entered = time.perf_counter()
+        if self._left_at:
+            self._outside = entered - self._left_at
+        try:
+            return self._readinto_timed(out)
+        finally:
+            self._left_at = time.perf_counter()
+
+    def _readinto_timed(self, out: memoryview) -> int:
         layout = self._layout
         size = layout.plaintext_size
         want = len(out)
@@ -463,11 +503,7 @@ class MessageReader(io.BufferedIOBase):
             while index < first + count:
                 n = min(first + count, (index // batch + 1) * batch) - index
                 region = out[(index - first) * frame_length : (index - first + n) * frame_length]
-                data = self._fetch_ahead(index, n)
-                start = time.perf_counter()
-                self._slot.open_regular(index + 1, n, data, region)
-                if not self._read_ahead:
-                    self._open_rate = (time.perf_counter() - start) / len(data)
+                self._open_ahead(index, n, region)
                 index += n
             return count * frame_length
         step = self._threads * self._batch
@@ -526,3 +562,18 @@ def _read_fully(source: MessageSource, offset: int, view: memoryview) -> memoryv
             raise AuthenticationError  # the object is shorter than its size said
         done += n
     return view
+
+
+def _fetch_and_open(
+    source: MessageSource, slot: OpenSlot, ciphertext: memoryview, plaintext: memoryview, *, offset: int, first: int
+) -> None:
+    """On the I/O thread: read a batch of regular frames and verify and open all of them into `plaintext`."""
+    _read_fully(source, offset, ciphertext)
+    slot.open_regular(first, len(plaintext) // slot.frame_length, ciphertext, plaintext)
+
+
+def _release(source: MessageSource, plaintexts: list[memoryview]) -> None:
+    """A dropped reader's last step, on its I/O thread: wipe the batches opened ahead, close the source."""
+    for plaintext in plaintexts:
+        wipe(plaintext)
+    source.close()

@@ -400,6 +400,23 @@ def test_a_tampered_frame_fetched_ahead_releases_nothing_of_it(small_batches: No
         r.read(1)  # sticky
     r.close()
     assert source.after_close == 0
+    assert not any(bytes(buffer).strip(b"\0") for buffer in r._plain)  # batches opened ahead are wiped
+
+
+def test_batches_are_opened_ahead_by_the_io_thread_and_copied_out_verified(small_batches: None) -> None:
+    pt = plaintext_of(400 * F)
+    opened_on: list[str] = []
+    original = frames_module.OpenSlot.open_regular
+
+    def recording(slot: frames_module.OpenSlot, *args: object) -> None:
+        opened_on.append(threading.current_thread().name)
+        original(slot, *args)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(frames_module.OpenSlot, "open_regular", recording)
+        with MessageReader(RecordingSource(reference(pt)), resolve_key=lambda h: KEY) as r:
+            assert read_all(r, 3 * F) == pt
+    assert sum(name.startswith("envelope-read") for name in opened_on) >= 100
 
 
 def test_a_failed_read_ahead_is_raised_where_its_bytes_are_needed(small_batches: None) -> None:

@@ -14,6 +14,8 @@ raising), or tell which check failed (`AuthenticationError` is one error).
 
 from __future__ import annotations
 
+import statistics
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -47,6 +49,7 @@ __all__ = [
     "OVERLAP_EVIDENCE",
     "OVERLAP_MIN_SECONDS",
     "OVERLAP_SHARE",
+    "OVERLAP_TRIAL",
     "SLOT_MIN_BYTES",
     "THREAD_BATCHES",
     "OpenSlot",
@@ -106,17 +109,56 @@ def worth_overlapping(io_seconds: float, cipher_seconds: float) -> bool:
     return io_seconds >= OVERLAP_MIN_SECONDS and io_seconds >= OVERLAP_SHARE * cipher_seconds
 
 
-class OverlapVote:
-    """Counts consecutive slow I/O calls; `slow(...)` says when there have been `OVERLAP_EVIDENCE`."""
+OVERLAP_TRIAL = 4
+"""Batches a stream runs with its I/O thread before comparing their pace with the batches before."""
 
-    __slots__ = ("_run",)
+
+class OverlapVote:
+    """Whether a stream's I/O thread should run: a vote, then a trial.
+
+    `slow(...)` counts consecutive slow I/O calls and says yes once there
+    have been `OVERLAP_EVIDENCE`. `tick(n)`, called at the same point of
+    every batch of `n` bytes in both modes, times the batches; after
+    `OVERLAP_TRIAL` batches with the thread, `keep()` says no for good
+    unless they came faster than the ones before it (a busy machine with no
+    idle core: the hand-offs only cost).
+    """
+
+    __slots__ = ("_last", "_piped", "_run", "_serial", "on", "retired")
 
     def __init__(self) -> None:
         self._run = 0
+        self._last = 0.0
+        self._serial: list[float] = []  # seconds per byte of the last batches without the thread
+        self._piped: list[float] = []  # the same with it
+        self.on = False
+        self.retired = False
 
     def slow(self, io_seconds: float, cipher_seconds: float) -> bool:
+        """Count one I/O call; True once the thread should start (never again after a failed trial)."""
         self._run = self._run + 1 if worth_overlapping(io_seconds, cipher_seconds) else 0
-        return self._run >= OVERLAP_EVIDENCE
+        self.on = not self.retired and self._run >= OVERLAP_EVIDENCE
+        return self.on
+
+    def tick(self, size: int, now: float | None = None) -> None:
+        """Mark the end of a batch of `size` bytes (at `now`, by default the clock's time)."""
+        now = time.perf_counter() if now is None else now
+        if self._last and size:
+            pace = (now - self._last) / size
+            if self.on:
+                self._piped.append(pace)
+            else:
+                self._serial = [*self._serial[-(OVERLAP_TRIAL - 1) :], pace]
+        self._last = now
+
+    def keep(self) -> bool:
+        """False (and for good) once a trial shows the thread does not make batches faster."""
+        if self.on and len(self._piped) >= OVERLAP_TRIAL:
+            if self._serial and statistics.median(self._piped) >= statistics.median(self._serial):
+                self.on, self.retired = False, True
+            self._piped.clear()
+            self._serial.clear()  # one trial: a kept thread is not measured again
+        return self.on
 
 
 def split(count: int, parts: int) -> list[tuple[int, int]]:

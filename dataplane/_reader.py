@@ -382,6 +382,9 @@ class MessageReader(io.BufferedIOBase):
                 waited = time.perf_counter() - started
                 window = (first, hi, 0, False)  # buffer 0: nothing is in flight, the old window is done with
             self._window = window
+            self._vote.tick((window[1] - window[0]) * stride)
+            if self._read_ahead and not self._vote.keep():
+                self._read_ahead = False  # the batches opened ahead came no faster: no idle core
         lo, hi, index, opened = window
         if self._read_ahead and self._ahead is None and hi < final:
             end, other = min(hi + batch, final), 1 - index

@@ -379,10 +379,18 @@ class MessageWriter(io.BufferedIOBase):
         (`worth_overlapping`: a file's write into the page cache does, a
         counting or in-memory sink's does not), every later batch is written
         behind. So a message of a few batches (most objects) never starts the
-        thread.
+        thread. If the first batches written behind come no faster than the
+        ones before (no idle core), writes come back here for good.
         """
+        self._vote.tick(len(frames))
         if self._behind:
-            slot.written = self._io.submit(self._sink.write, frames)
+            if self._vote.keep():
+                slot.written = self._io.submit(self._sink.write, frames)
+                return
+            self._behind = False
+            for other in self._slots:
+                self._settle(other)  # every batch handed over is written before this one
+            self._sink.write(frames)
             return
         start = time.perf_counter()
         self._sink.write(frames)

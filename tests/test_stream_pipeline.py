@@ -57,6 +57,7 @@ def always_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(frames_module, "OVERLAP_MIN_SECONDS", 0.0)
     monkeypatch.setattr(frames_module, "OVERLAP_SHARE", 0.0)
     monkeypatch.setattr(frames_module, "OVERLAP_EVIDENCE", 1)
+    monkeypatch.setattr(frames_module, "OVERLAP_TRIAL", 1 << 30)  # never judged: no timing in these tests
 
 
 @pytest.fixture(autouse=True)
@@ -475,6 +476,39 @@ def test_one_slow_call_among_fast_ones_starts_nothing(monkeypatch: pytest.Monkey
     fast, preempted = (1e-6, 150e-6), (5e-3, 150e-6)  # (I/O seconds, cipher seconds)
     assert [vote.slow(*call) for call in (preempted, fast, preempted, preempted, fast, preempted)] == [False] * 6
     assert [vote.slow(*call) for call in (fast, preempted, preempted, preempted)] == [False, False, False, True]
+
+
+def test_a_thread_that_does_not_make_batches_faster_is_retired(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frames_module, "OVERLAP_TRIAL", 2)
+    slow = (5e-3, 150e-6)
+    for piped_pace, kept in ((2.0, False), (0.5, True)):
+        vote = frames_module.OverlapVote()
+        clock = 0.0
+        for _ in range(3):  # three batches without the thread, one second each
+            clock += 1.0
+            vote.tick(1, now=clock)
+        assert vote.slow(*slow)
+        for _ in range(2):
+            clock += piped_pace
+            vote.tick(1, now=clock)
+        assert vote.keep() is kept
+        assert vote.slow(*slow) is kept  # a retired thread is never started again
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_writer_whose_trial_fails_writes_in_order_on_its_own_thread_again(
+    threads: int, monkeypatch: pytest.MonkeyPatch, small_batches: None
+) -> None:
+    verdicts = iter([True, True, False])
+    monkeypatch.setattr(frames_module.OverlapVote, "keep", lambda vote: next(verdicts, False))
+    pt = plaintext_of(40 * F + 5)
+    sink = ThreadSink()
+    write_in_pieces(pt, [7, 5 * F, 3, 11 * F], sink, threads)
+    assert bytes(sink.data) == reference(pt)
+    assert sink.overlaps == 0
+    behind = [i for i, name in enumerate(sink.threads) if name.startswith("envelope-write")]
+    assert len(behind) == 2  # two batches written behind, then back here
+    assert sink.threads[behind[-1] + 1 :] == ["MainThread"] * (len(sink.threads) - behind[-1] - 1)
 
 
 def test_fast_io_never_starts_a_thread(monkeypatch: pytest.MonkeyPatch, small_batches: None) -> None:

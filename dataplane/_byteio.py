@@ -17,14 +17,19 @@ This module does no cryptography and never looks at the bytes it moves.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Protocol
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from envelope.errors import ValidationError
 from envelope.storage import RandomAccessReader
 
-__all__ = ["BufferSource", "FileSource", "MessageSink", "MessageSource", "MessageStream", "read_some"]
+__all__ = ["BufferSource", "FileSource", "IoThread", "MessageSink", "MessageSource", "MessageStream", "read_some"]
 
 MessageSource = RandomAccessReader
+
+_T = TypeVar("_T")
 
 
 class MessageStream(Protocol):
@@ -123,3 +128,70 @@ class FileSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class IoThread:
+    """One helper thread that runs a stream's I/O calls in the order they were submitted.
+
+    The writer hands it `sink.write` of the batch it just sealed and seals the
+    next one meanwhile; the reader hands it `source.readinto_at` of the next
+    batch and decrypts the current one meanwhile (both calls release the GIL
+    in the kernel, and AES-GCM releases it too). The thread starts on the
+    first `submit`, so a stream of one batch never starts it. It only moves
+    bytes: no key, cipher or plaintext-producing call ever runs on it.
+
+    Lifetime: `close()` waits for the call in progress and cancels the rest
+    (explicit closes, failures); `abandon(last)` is for finalizers, which must
+    not join threads: it cancels what has not started and runs `last` (closing
+    or aborting the stream's sink or source) after the call in progress, on
+    the helper thread -- never concurrently with it -- and lets the thread
+    exit. Nothing references the stream that owns it, so dropping the stream
+    still runs its finalizer.
+    """
+
+    __slots__ = ("_futures", "_lock", "_name", "_pool")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future[Any]] = []  # submitted, not yet known finished
+        self._lock = threading.Lock()  # submit/close/abandon may race only with a finalizer
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any) -> Future[_T]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix=self._name)
+            future = self._pool.submit(fn, *args)
+            self._futures = [f for f in self._futures if not f.done()]
+            self._futures.append(future)
+            return future
+
+    def close(self) -> None:
+        """Cancel calls not yet started, wait for the one in progress, stop the thread. Idempotent."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            futures, self._futures = self._futures, []
+        for future in futures:
+            future.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def abandon(self, last: Callable[[], object]) -> None:
+        """From a finalizer: stop without waiting; `last()` runs once no call is in progress."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            futures, self._futures = self._futures, []
+        for future in futures:
+            future.cancel()
+        if pool is None:
+            last()
+            return
+        try:
+            pool.submit(last)  # queued behind the call in progress, if any: the worker runs it next
+        except RuntimeError:  # the interpreter is shutting down: its exit hook already joined the thread
+            last()
+        pool.shutdown(wait=False)

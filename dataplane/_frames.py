@@ -14,6 +14,8 @@ raising), or tell which check failed (`AuthenticationError` is one error).
 
 from __future__ import annotations
 
+import statistics
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -47,14 +49,20 @@ from .format import (
 
 __all__ = [
     "BATCH_BYTES",
+    "OVERLAP_EVIDENCE",
+    "OVERLAP_MIN_SECONDS",
+    "OVERLAP_SHARE",
+    "OVERLAP_TRIAL",
     "SLOT_MIN_BYTES",
     "THREAD_BATCHES",
     "OpenSlot",
+    "OverlapVote",
     "SealSlot",
     "frames_per_batch",
     "release_pool_in_finalizer",
     "split",
     "wipe",
+    "worth_overlapping",
 ]
 
 BATCH_BYTES = 1 << 20
@@ -67,6 +75,14 @@ THREAD_BATCHES = 2
 at least one frame), and each task seals or opens a contiguous run of up to one batch:
 a hand-off to a worker costs tens of microseconds, so runs must be long to pay off."""
 
+OVERLAP_MIN_SECONDS = 50e-6
+"""An I/O call (a sink's write, a source's read) shorter than this is not worth handing
+to a stream's I/O thread: a hand-off costs tens of microseconds on a busy 2-core machine."""
+
+OVERLAP_SHARE = 0.5
+"""Nor is one that takes less than this share of the cipher's time on the same bytes:
+the overlap could save at most that time, and the hand-off eats part of it."""
+
 SLOT_MIN_BYTES = 4096
 """A slot's buffer starts at least this large and grows by doubling, so a writer fed many tiny
 writes reallocates O(log n) times rather than once per write (and never beyond its capacity)."""
@@ -75,9 +91,77 @@ _REGULAR_IV_START, _REGULAR_IV_STOP = REGULAR_FRAME_IV.start, REGULAR_FRAME_IV.s
 
 
 def frames_per_batch(frame_length: int, threads: int) -> int:
-    if threads > 1:
-        return max(1, THREAD_BATCHES * BATCH_BYTES // frame_length)
-    return max(1, BATCH_BYTES // (frame_length + REGULAR_FRAME_OVERHEAD))
+    """Frames per batch: `BATCH_BYTES` of plaintext (times `THREAD_BATCHES` with threads), at least one.
+
+    Counted in plaintext so that an application's power-of-two writes and
+    reads (a 1 MiB copy buffer over 64 or 256 KiB frames) are whole batches,
+    not a batch and a one-frame remainder that costs a hand-off of its own.
+    """
+    plaintext = (THREAD_BATCHES if threads > 1 else 1) * BATCH_BYTES
+    return max(1, plaintext // max(1, frame_length))  # frame length 0: a non-framed message, no batches
+
+
+OVERLAP_EVIDENCE = 3
+"""How many I/O calls in a row must be slow (`worth_overlapping`) before a stream starts its I/O
+thread: one slow call can be a preemption on a busy machine; a slow sink or source is slow every time."""
+
+
+def worth_overlapping(io_seconds: float, cipher_seconds: float) -> bool:
+    """Whether an I/O call that took `io_seconds` next to `cipher_seconds` of sealing or
+    opening the same bytes would have paid for a hand-off to the stream's I/O thread."""
+    return io_seconds >= OVERLAP_MIN_SECONDS and io_seconds >= OVERLAP_SHARE * cipher_seconds
+
+
+OVERLAP_TRIAL = 4
+"""Batches a stream runs with its I/O thread before comparing their pace with the batches before."""
+
+
+class OverlapVote:
+    """Whether a stream's I/O thread should run: a vote, then a trial.
+
+    `slow(...)` counts consecutive slow I/O calls and says yes once there
+    have been `OVERLAP_EVIDENCE`. `tick(n)`, called at the same point of
+    every batch of `n` bytes in both modes, times the batches; after
+    `OVERLAP_TRIAL` batches with the thread, `keep()` says no for good
+    unless they came faster than the ones before it (a busy machine with no
+    idle core: the hand-offs only cost).
+    """
+
+    __slots__ = ("_last", "_piped", "_run", "_serial", "on", "retired")
+
+    def __init__(self) -> None:
+        self._run = 0
+        self._last = 0.0
+        self._serial: list[float] = []  # seconds per byte of the last batches without the thread
+        self._piped: list[float] = []  # the same with it
+        self.on = False
+        self.retired = False
+
+    def slow(self, io_seconds: float, cipher_seconds: float) -> bool:
+        """Count one I/O call; True once the thread should start (never again after a failed trial)."""
+        self._run = self._run + 1 if worth_overlapping(io_seconds, cipher_seconds) else 0
+        self.on = not self.retired and self._run >= OVERLAP_EVIDENCE
+        return self.on
+
+    def tick(self, size: int, now: float | None = None) -> None:
+        """Mark the end of a batch of `size` bytes (at `now`, by default the clock's time)."""
+        now = time.perf_counter() if now is None else now
+        if self._last and size:
+            pace = (now - self._last) / size
+            if self.on:
+                self._piped.append(pace)
+            else:
+                self._serial = [*self._serial[-(OVERLAP_TRIAL - 1) :], pace]
+        self._last = now
+
+    def keep(self) -> bool:
+        """False (and for good) once a trial shows the thread does not make batches faster."""
+        if self.on and len(self._piped) >= OVERLAP_TRIAL:
+            if self._serial and statistics.median(self._piped) >= statistics.median(self._serial):
+                self.on, self.retired = False, True
+            self._piped.clear()
+            self._serial.clear()  # one trial: a kept thread is not measured again
+        return self.on
 
 
 def split(count: int, parts: int) -> list[tuple[int, int]]:
@@ -94,7 +178,7 @@ def wipe(view: memoryview) -> None:
 class SealSlot:
     """A batch buffer of the writer, laid out as consecutive regular frames."""
 
-    __slots__ = ("aad", "aead", "capacity", "final_aad", "frame_length", "future", "view")
+    __slots__ = ("aad", "aead", "capacity", "final_aad", "frame_length", "future", "view", "written")
 
     def __init__(self, key: MessageKey, message_id: bytes, frame_length: int, frames: int) -> None:
         self.capacity = frames * (frame_length + REGULAR_FRAME_OVERHEAD)
@@ -103,7 +187,8 @@ class SealSlot:
         self.aad = BodyAad(message_id, FRAME_AAD_LABEL)
         self.final_aad = BodyAad(message_id, FINAL_FRAME_AAD_LABEL)
         self.frame_length = frame_length
-        self.future: Future[memoryview] | None = None
+        self.future: Future[memoryview] | None = None  # sealing on a worker thread
+        self.written: Future[object] | None = None  # its bytes being written by the I/O thread
 
     def reserve(self, size: int) -> None:
         """Make the buffer at least `size` bytes (within capacity), keeping its contents."""

@@ -21,10 +21,12 @@ Errors are sticky: after a failure every later call raises the same error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import operator
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import NoReturn, TypeVar
 
 import attrs
@@ -32,8 +34,8 @@ import attrs
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError
 
-from ._byteio import MessageSource
-from ._frames import OpenSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
+from ._byteio import IoThread, MessageSource
+from ._frames import OpenSlot, OverlapVote, frames_per_batch, release_pool_in_finalizer, split, wipe
 from ._params import check_threads
 from .format import (
     DEFAULT_LIMITS,
@@ -87,7 +89,15 @@ class MessageReader(io.BufferedIOBase):
     ``threads >= 2`` batches grow to ``THREAD_BATCHES`` times ``BATCH_BYTES``,
     and a read of whole frames is split into one run per thread, the calling
     thread opening the first; sources without ``view_at`` then cost about
-    ``threads * max(frame_length, 4 MiB)`` of ciphertext buffers.
+    ``threads * max(frame_length, 2 MiB)`` of ciphertext buffers.
+
+    Read-ahead (one thread, sources without ``view_at``): whole-frame reads
+    that go on where the last one stopped are served a batch at a time, and
+    once the timings show it pays (`OverlapVote`) the I/O thread fetches and
+    opens the next batch while the caller works on this one; a batch is
+    copied out only after every frame in it verified. Memory: two batches of
+    ciphertext and two of plaintext (about 4 MiB, the plaintext wiped on
+    close) on top of the above.
     """
 
     def __init__(
@@ -105,6 +115,8 @@ class MessageReader(io.BufferedIOBase):
         self._source = source
         self._error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._io = IoThread("envelope-read")
+        self._source_closer_queued = False
         self._plaintext = memoryview(bytearray(0))  # verified plaintext of frame self._cached
         self._cached = -1
         try:
@@ -133,6 +145,18 @@ class MessageReader(io.BufferedIOBase):
         self._batch = frames_per_batch(layout.frame_length, self._threads)
         self._slot = self._new_slot()
         self._slots: list[OpenSlot] = []
+        # Sequential read-ahead (threads == 1, sources without view_at): ciphertext only.
+        self._buffers = [memoryview(bytearray(0)), memoryview(bytearray(0))]
+        # frames [lo, hi) fetched into _buffers[i] (and, when opened, verified plaintext in _plain[i])
+        self._window: tuple[int, int, int, bool] | None = None
+        self._ahead: tuple[int, int, int, Future[None]] | None = None  # the same, being read and opened
+        self._next_frame = 0  # where a sequential run of whole-frame reads goes on
+        self._read_ahead = False  # decided by `_open_ahead` from the first batches' timings
+        self._vote = OverlapVote()
+        self._plain = [memoryview(bytearray(0)), memoryview(bytearray(0))]  # verified plaintext of an ahead batch
+        self._helper_slot: OpenSlot | None = None
+        self._left_at = 0.0  # when the last read returned to the caller
+        self._outside = 0.0  # how long the caller then spent before reading on
         self._final_verified = False
         self._pos = 0
 
@@ -222,15 +246,25 @@ class MessageReader(io.BufferedIOBase):
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+            self._io.close()  # no read in progress after this: the source may close
+            self._ahead = self._window = None
+            for plain in self._plain:
+                wipe(plain)
             wipe(self._plaintext)
             self._cached = -1
-            self._source.close()
+            if not self._source_closer_queued:
+                self._source.close()
         finally:
             super().close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             release_pool_in_finalizer(self)
+            if not self.closed and self._io.started:
+                # No joining in a finalizer: the read-ahead thread closes the source itself once
+                # its read in progress returns, so the two never touch the source at once.
+                self._source_closer_queued = True
+                self._io.abandon(functools.partial(_release, self._source, list(self._plain)))
         super().__del__()
 
     def __reduce__(self) -> NoReturn:
@@ -296,16 +330,93 @@ class MessageReader(io.BufferedIOBase):
             if len(view) != length:
                 raise AuthenticationError
             return view
+        self._settle_ahead()  # one source call at a time
         if len(slot.buffer) < length:
             slot.buffer = memoryview(bytearray(length))
-        view = slot.buffer[:length]
-        done = 0
-        while done < length:
-            n = self._source.readinto_at(offset + done, view[done:])
-            if n <= 0:
-                raise AuthenticationError  # the object is shorter than its size said
-            done += n
-        return view
+        return _read_fully(self._source, offset, slot.buffer[:length])
+
+    def _open_ahead(self, first: int, count: int, out: memoryview) -> None:
+        """Open regular frames first .. first+count-1, all in one aligned batch, into `out` (threads == 1).
+
+        Whole-frame reads that go on where the previous one stopped are served
+        a batch at a time. Once the reader's timings show it pays
+        (`OverlapVote`: the source's reads plus what the caller does between
+        two reads -- writing the plaintext out, say -- take a good share of the
+        time opening takes), the I/O thread fetches *and opens* the next batch
+        into a buffer of its own while the caller works, and the caller's
+        next read only copies that batch out. A batch handed over that way was
+        wholly verified first (`_fetch_and_open` raises otherwise, and the
+        buffer is wiped); nothing of it is released before. Any other read is
+        fetched and opened on its own, in this thread.
+        """
+        layout = self._layout
+        stride, frame_length = layout.frame_length + REGULAR_FRAME_OVERHEAD, layout.frame_length
+        final, batch = layout.final_index, self._batch
+        if first != self._next_frame:
+            self._next_frame = first + count
+            self._window = None
+            self._slot.open_regular(first + 1, count, self._fetch_regular(first, count, self._slot), out)
+            return
+        self._next_frame = first + count
+        waited = 0.0
+        window = self._window
+        if window is None or not window[0] <= first < first + count <= window[1]:
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead[0] <= first < first + count <= ahead[1]:
+                try:
+                    ahead[3].result()  # a failed read or a bad frame raises here, in the caller's thread
+                except BaseException:
+                    wipe(self._plain[ahead[2]])
+                    raise
+                window = (*ahead[:3], True)
+            else:
+                if ahead is not None:
+                    wait([ahead[3]])
+                hi = min((first // batch + 1) * batch, final)
+                started = time.perf_counter()
+                _read_fully(self._source, layout.frame_offset(first), self._buffer(0, (hi - first) * stride))
+                waited = time.perf_counter() - started
+                window = (first, hi, 0, False)  # buffer 0: nothing is in flight, the old window is done with
+            self._window = window
+            self._vote.tick((window[1] - window[0]) * stride)
+            if self._read_ahead and not self._vote.keep():
+                self._read_ahead = False  # the batches opened ahead came no faster: no idle core
+        lo, hi, index, opened = window
+        if self._read_ahead and self._ahead is None and hi < final:
+            end, other = min(hi + batch, final), 1 - index
+            ciphertext = self._buffer(other, (end - hi) * stride)
+            plaintext = self._plain_buffer(other, (end - hi) * frame_length)
+            if self._helper_slot is None:
+                self._helper_slot = self._new_slot()  # the I/O thread's own cipher object
+            job = functools.partial(_fetch_and_open, offset=layout.frame_offset(hi), first=hi + 1)
+            self._ahead = (hi, end, other, self._io.submit(job, self._source, self._helper_slot, ciphertext, plaintext))
+        at = first - lo
+        if opened:
+            out[:] = self._plain[index][at * frame_length : (at + count) * frame_length]
+            return
+        started = time.perf_counter()
+        self._slot.open_regular(first + 1, count, self._buffers[index][at * stride : (at + count) * stride], out)
+        opening = time.perf_counter() - started
+        outside, self._outside = self._outside, 0.0
+        if not self._read_ahead:
+            self._read_ahead = self._vote.slow(waited + outside, opening)
+
+    def _buffer(self, index: int, length: int) -> memoryview:
+        if len(self._buffers[index]) < length:
+            self._buffers[index] = memoryview(bytearray(length))
+        return self._buffers[index][:length]
+
+    def _plain_buffer(self, index: int, length: int) -> memoryview:
+        if len(self._plain[index]) < length:
+            wipe(self._plain[index])
+            self._plain[index] = memoryview(bytearray(length))
+        return self._plain[index][:length]
+
+    def _settle_ahead(self) -> None:
+        """Wait for a read-ahead in progress and drop it (its error too: the read is retried if needed)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            wait([ahead[3]])
 
     def _fetch_regular(self, first: int, count: int, slot: OpenSlot) -> memoryview:
         """The bytes of regular frames first .. first+count-1 (one batch at most)."""
@@ -337,6 +448,15 @@ class MessageReader(io.BufferedIOBase):
             self._load(self._layout.final_index)
 
     def _readinto(self, out: memoryview) -> int:
+        entered = time.perf_counter()
+        if self._left_at:
+            self._outside = entered - self._left_at
+        try:
+            return self._readinto_timed(out)
+        finally:
+            self._left_at = time.perf_counter()
+
+    def _readinto_timed(self, out: memoryview) -> int:
         layout = self._layout
         size = layout.plaintext_size
         want = len(out)
@@ -366,6 +486,14 @@ class MessageReader(io.BufferedIOBase):
             return layout.final_length
         frame_length = layout.frame_length
         count = min(len(out) // frame_length, layout.final_index - first)
+        if self._threads == 1 and self._view_at is None:
+            batch, index = self._batch, first
+            while index < first + count:
+                n = min(first + count, (index // batch + 1) * batch) - index
+                region = out[(index - first) * frame_length : (index - first + n) * frame_length]
+                self._open_ahead(index, n, region)
+                index += n
+            return count * frame_length
         step = self._threads * self._batch
         for offset in range(0, count, step):
             n = min(step, count - offset)
@@ -411,3 +539,29 @@ class MessageReader(io.BufferedIOBase):
             start, size = runs[failed]
             wipe(out[(start + size) * frame_length :])
             raise error
+
+
+def _read_fully(source: MessageSource, offset: int, view: memoryview) -> memoryview:
+    """Fill `view` with the source's bytes at `offset` (on the caller's or the read-ahead thread)."""
+    done, length = 0, len(view)
+    while done < length:
+        n = source.readinto_at(offset + done, view[done:])
+        if n <= 0:
+            raise AuthenticationError  # the object is shorter than its size said
+        done += n
+    return view
+
+
+def _fetch_and_open(
+    source: MessageSource, slot: OpenSlot, ciphertext: memoryview, plaintext: memoryview, *, offset: int, first: int
+) -> None:
+    """On the I/O thread: read a batch of regular frames and verify and open all of them into `plaintext`."""
+    _read_fully(source, offset, ciphertext)
+    slot.open_regular(first, len(plaintext) // slot.frame_length, ciphertext, plaintext)
+
+
+def _release(source: MessageSource, plaintexts: list[memoryview]) -> None:
+    """A dropped reader's last step, on its I/O thread: wipe the batches opened ahead, close the source."""
+    for plaintext in plaintexts:
+        wipe(plaintext)
+    source.close()

@@ -25,7 +25,9 @@ Errors are sticky: after a failure every later call raises the same error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,8 +37,8 @@ from envelope.datakey import DataKey
 from envelope.errors import ValidationError
 from envelope.storage._base import as_byte_view
 
-from ._byteio import MessageSink, MessageStream
-from ._frames import SealSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
+from ._byteio import IoThread, MessageSink, MessageStream
+from ._frames import OverlapVote, SealSlot, frames_per_batch, release_pool_in_finalizer, split, wipe
 from ._params import check_frame_length, check_threads
 from .format import (
     DEFAULT_FRAME_LENGTH,
@@ -67,7 +69,14 @@ class MessageWriter(io.BufferedIOBase):
     batches are sealed by a thread pool in a ring of ``threads + 1`` buffers
     and written out in order; whole frames in the caller's buffer are split
     into one run per thread, the calling thread sealing the first itself.
-    Memory stays at about ``(threads + 1) * max(frame_length, 4 MiB)``.
+
+    Write-behind: once sink writes prove slow next to sealing
+    (`OverlapVote`), sealed batches are written, in order, by one I/O
+    thread while the next is sealed; a slot is refilled only after its
+    bytes are written, a failed write is raised by the next call, and
+    ``close()`` commits only after every write returned. Memory stays at
+    about ``max(2, threads + 1) * max(frame_length, batch)`` (1 MiB batches
+    with one thread, 2 MiB with more).
     """
 
     def __init__(
@@ -85,6 +94,10 @@ class MessageWriter(io.BufferedIOBase):
         self._sink = sink
         self._error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._io = IoThread("envelope-write")
+        self._behind = False  # sink writes go to the I/O thread (decided by `_emit`)
+        self._vote = OverlapVote()
+        self._seal_rate = 0.0  # seconds per byte of the last batch this thread sealed
         self._pending: deque[SealSlot] = deque()
         self._slots: list[SealSlot] = []
         self._current = 0  # the slot being filled
@@ -107,7 +120,7 @@ class MessageWriter(io.BufferedIOBase):
             self._frame_length = frame_length
             self._threads = threads
             self._batch = frames_per_batch(frame_length, threads)
-            slots = 1 if threads == 1 else threads + 1
+            slots = 2 if threads == 1 else threads + 1  # one being filled or sealed while one is written
             self._slots = [SealSlot(key, header.message_id, frame_length, self._batch) for _ in range(slots)]
             if threads > 1:
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="envelope-seal")
@@ -205,9 +218,12 @@ class MessageWriter(io.BufferedIOBase):
             raise self._error
         try:
             slot, frames = self._slots[self._current], self._frames
-            if frames:
-                self._sink_write_in_order(slot.seal(self._take_sequence_numbers(frames), frames, None))
+            sealed = slot.seal(self._take_sequence_numbers(frames), frames, None) if frames else None
             self._drain(0)
+            for other in self._slots:
+                self._settle(other)  # every earlier batch written, in order, before ours
+            if sealed is not None:
+                self._sink.write(sealed)
             sequence_number = self._take_sequence_numbers(1, final=True)
             prefix, body = slot.seal_final(frames, sequence_number, self._fill)
             self._sink.write(memoryview(prefix))
@@ -236,11 +252,17 @@ class MessageWriter(io.BufferedIOBase):
             self.close()
 
     def __del__(self) -> None:
-        # io.IOBase would close() -- i.e. commit -- an abandoned writer. Abort it instead.
+        # io.IOBase would close() -- i.e. commit -- an abandoned writer. Abort it instead, without
+        # joining threads (see release_pool_in_finalizer): the I/O thread aborts the sink itself
+        # once the write in progress, if any, returns, so the two never touch the sink at once.
         with contextlib.suppress(Exception):  # nothing useful can be done in a finalizer
             release_pool_in_finalizer(self)
             if not self.closed:
-                self.abort()
+                if self._error is None:
+                    self._error = _Aborted()
+                self._wipe_unsealed()
+                self._io.abandon(functools.partial(_abort_quietly, self._sink))
+                super().close()
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("MessageWriter cannot be pickled")
@@ -296,20 +318,29 @@ class MessageWriter(io.BufferedIOBase):
         slot = self._slots[self._current]
         self._frames = 0
         if self._pool is None:
-            self._sink.write(slot.seal(first, count, plaintext))
-            return
-        slot.future = self._pool.submit(slot.seal, first, count, plaintext)
-        self._pending.append(slot)
-        self._current = (self._current + 1) % len(self._slots)
-        while self._slots[self._current].future is not None:
+            self._emit(slot, self._seal_here(slot, first, count, plaintext))
+        else:
+            slot.future = self._pool.submit(slot.seal, first, count, plaintext)
+            self._pending.append(slot)
+        self._advance(1)
+
+    def _advance(self, steps: int) -> None:
+        """Make the slot `steps` after the current one current, once it is free to fill."""
+        if self._pool is None and not self._behind:
+            return  # every write so far was made here: the same (cache-warm) slot is free again
+        self._current = (self._current + steps) % len(self._slots)
+        slot = self._slots[self._current]
+        while slot.future is not None:
             self._drain(len(self._pending) - 1)
+        self._settle(slot)
 
     def _seal_direct(self, plaintext: memoryview, count: int) -> None:
         """Seal `count` whole frames straight from the caller's `plaintext` and write them in order.
 
         Up to `threads` batches at a time, one contiguous run per thread, the
-        calling thread sealing the first; every run is written before this
-        returns, so nothing references `plaintext` afterwards.
+        calling thread sealing the first, each into a free slot of the ring;
+        every run is sealed before this returns, so nothing references
+        `plaintext` afterwards (the I/O thread writes the slots, not it).
         """
         self._drain(0)
         frame_length, pool, slots = self._frame_length, self._pool, self._slots
@@ -322,27 +353,65 @@ class MessageWriter(io.BufferedIOBase):
                 (first + start, size, chunk[start * frame_length : (start + size) * frame_length])
                 for start, size in split(n, self._threads)
             ]
+            mine = [slots[(self._current + j) % len(slots)] for j in range(len(runs))]
+            for slot in mine[1:]:
+                self._settle(slot)  # the current slot is free already
             futures: list[Future[memoryview]] = []
-            for slot, run in zip(slots[1:], runs[1:], strict=False):
+            for slot, run in zip(mine[1:], runs[1:], strict=True):
                 assert pool is not None, "runs are split only with threads >= 2"
                 futures.append(pool.submit(slot.seal, *run))
-            self._sink.write(slots[0].seal(*runs[0]))
-            for future in futures:
-                self._sink.write(future.result())
+            self._emit(mine[0], self._seal_here(mine[0], *runs[0]))
+            for slot, future in zip(mine[1:], futures, strict=True):
+                self._emit(slot, future.result())
+            self._advance(len(runs))
 
-    def _sink_write_in_order(self, frames: memoryview) -> None:
-        self._drain(0)
+    def _seal_here(self, slot: SealSlot, first: int, count: int, plaintext: memoryview | None) -> memoryview:
+        """`slot.seal` on this thread, timed for `_emit`'s decision."""
+        start = time.perf_counter()
+        frames = slot.seal(first, count, plaintext)
+        self._seal_rate = (time.perf_counter() - start) / len(frames)
+        return frames
+
+    def _emit(self, slot: SealSlot, frames: memoryview) -> None:
+        """Write `slot`'s sealed `frames`, or hand them to the I/O thread (then the slot is busy until `_settle`).
+
+        Writes start on this thread. Once `OVERLAP_EVIDENCE` in a row took
+        long enough that sealing the next batch meanwhile pays for a hand-off
+        (`worth_overlapping`: a file's write into the page cache does, a
+        counting or in-memory sink's does not), every later batch is written
+        behind. So a message of a few batches (most objects) never starts the
+        thread. If the first batches written behind come no faster than the
+        ones before (no idle core), writes come back here for good.
+        """
+        self._vote.tick(len(frames))
+        if self._behind:
+            if self._vote.keep():
+                slot.written = self._io.submit(self._sink.write, frames)
+                return
+            self._behind = False
+            for other in self._slots:
+                self._settle(other)  # every batch handed over is written before this one
+            self._sink.write(frames)
+            return
+        start = time.perf_counter()
         self._sink.write(frames)
+        self._behind = self._vote.slow(time.perf_counter() - start, self._seal_rate * len(frames))
+
+    def _settle(self, slot: SealSlot) -> None:
+        """Wait until `slot`'s bytes are written; a failed write raises here (then sticky)."""
+        written, slot.written = slot.written, None
+        if written is not None:
+            written.result()
 
     def _drain(self, keep: int) -> None:
-        """Write out sealed batches, oldest first, until at most `keep` are in flight."""
+        """Hand sealed batches to the I/O thread, oldest first, until at most `keep` are sealing."""
         while len(self._pending) > keep:
             slot = self._pending[0]
             assert slot.future is not None, "a pending slot always has a future"
             frames = slot.future.result()
             self._pending.popleft()
             slot.future = None
-            self._sink.write(frames)
+            self._emit(slot, frames)
 
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:
@@ -354,9 +423,13 @@ class MessageWriter(io.BufferedIOBase):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._io.close()  # after this no write is in progress: the sink may be committed or aborted
         self._pending.clear()
         for slot in self._slots:
-            slot.future = None
+            slot.future = slot.written = None
+        self._wipe_unsealed()
+
+    def _wipe_unsealed(self) -> None:
         if self._slots and (self._frames or self._fill):
             # Unsealed plaintext in the current slot is all that is left to wipe.
             slot = self._slots[self._current]

@@ -12,7 +12,10 @@ is >= 1.0x both ways with our defaults and their memory bound.
 Mind the emulator: a ranged GET on moto_server costs time in proportion to
 the whole object's size (about 0.6 ms per MiB of object, whatever the
 range), so on moto this figure mostly counts GET requests: ours issues one
-per frame-sized read, boto3 one per 8 MiB part. Real S3 charges a
+per read-ahead window (growing from 1 MiB to 16 MiB), boto3 one per 8 MiB
+part. A put is mostly CPU on both sides of the loopback (moto's and the
+client's: checksums, the request signature, copies), so on a loaded machine
+the ratio moves with the share of the two cores each side gets. Real S3 charges a
 first-byte latency per request instead; fewer, larger, concurrent requests
 win there too.
 """

@@ -12,7 +12,11 @@ not on S3). An "idle" child with the same imports and a client that has
 made one request gives the baseline. moto_server keeps objects in its own
 memory; its RSS is not ours and is not measured.
 
-    .venv/bin/python bench/bench_s3_rss.py [--sizes 64M,1G] [--part-sizes 8M,32M]
+    .venv/bin/python bench/bench_s3_rss.py [--sizes 64M,1G] [--part-sizes 8M,32M] [--upload-concurrency 4]
+
+The writer uses the store's defaults (`upload_concurrency=4`, so up to five
+part buffers) unless `--upload-concurrency` says otherwise; the table says
+which.
 """
 
 from __future__ import annotations
@@ -50,14 +54,17 @@ def current_rss_mib() -> float:
 # -- child side -----------------------------------------------------------------------------
 
 
-def child(mode: str, url: str, bucket: str, key: str, size: int, part_size: int, read_buffer: int) -> dict[str, float]:
+def child(
+    mode: str, url: str, bucket: str, key: str, size: int, part_size: int, read_buffer: int, concurrency: int
+) -> dict[str, float]:
     import boto3
 
     from envelope.storage import S3Store
 
     client = boto3.client("s3", region_name="us-east-1", endpoint_url=url)
     client.head_bucket(Bucket=bucket)  # the client has loaded its models and opened a connection
-    store = S3Store(client, bucket, part_size=part_size)
+    options = {"upload_concurrency": concurrency} if concurrency else {}
+    store = S3Store(client, bucket, part_size=part_size, **options)
     result = {"rss_before_mib": current_rss_mib()}
     if mode == "idle":
         result["peak_rss_mib"] = peak_rss_mib()
@@ -86,10 +93,11 @@ def child(mode: str, url: str, bucket: str, key: str, size: int, part_size: int,
 
 
 def run_child(
-    mode: str, url: str, bucket: str, key: str, size: int, part_size: int, read_buffer: int = MiB
+    mode: str, url: str, bucket: str, key: str, size: int, part_size: int, read_buffer: int = MiB, concurrency: int = 0
 ) -> dict[str, float]:
+    args = [mode, url, bucket, key, str(size), str(part_size), str(read_buffer), str(concurrency)]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, url, bucket, key, str(size), str(part_size), str(read_buffer)],
+        [sys.executable, __file__, "--child", *args],
         capture_output=True,
         text=True,
         check=True,
@@ -104,11 +112,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="64M,1G")
     parser.add_argument("--part-sizes", default="8M,32M")
     parser.add_argument("--read-buffer", default="32M", help="the reader's buffer (one readinto_at per fill)")
-    parser.add_argument("--child", nargs=7, metavar="ARG", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--upload-concurrency", type=int, default=0, help="the writer's upload_concurrency (default: the store's)"
+    )
+    parser.add_argument("--child", nargs=8, metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, url, bucket, key, size, part, read_buffer = args.child
-        print(json.dumps(child(mode, url, bucket, key, int(size), int(part), int(read_buffer))))
+        mode, url, bucket, key, size, part, read_buffer, concurrency = args.child
+        print(json.dumps(child(mode, url, bucket, key, int(size), int(part), int(read_buffer), int(concurrency))))
         return
 
     sys.path.insert(0, str(REPO))
@@ -131,6 +142,7 @@ def main() -> None:
         idle = run_child("idle", url, bucket, "-", 0, parts[0])
         print(f"idle interpreter (same imports, client used once): peak RSS {idle['peak_rss_mib']:.1f} MiB")
         print(f"reads fill one reused {args.read_buffer} buffer, which the read figures include")
+        print(f"writes: upload_concurrency={args.upload_concurrency or 'default (4)'}")
         print()
         print(
             "| object | part size | write peak RSS | over idle | write MB/s | read peak RSS | over idle | read MB/s |"
@@ -139,7 +151,7 @@ def main() -> None:
         for part in parts:
             for size in sizes:
                 key = f"obj-{uuid.uuid4().hex}"
-                w = run_child("write", url, bucket, key, size, part)
+                w = run_child("write", url, bucket, key, size, part, concurrency=args.upload_concurrency)
                 assert admin.head_object(Bucket=bucket, Key=key)["ContentLength"] == size
                 r = run_child("read", url, bucket, key, size, part, parse_size(args.read_buffer))
                 admin.delete_object(Bucket=bucket, Key=key)  # moto holds objects in its memory

@@ -21,7 +21,7 @@ from bench.env import REGION
 from bench.report import verdict
 from bench.stats import interleave, paired_ratios, summarize
 
-TARGET = 0.8
+TARGET = 0.9
 
 
 def run(cfg: Any, ctx: Any) -> dict[str, Any]:

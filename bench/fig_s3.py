@@ -3,14 +3,19 @@ plaintext `upload_fileobj` / `download_fileobj`, same moto_server, interleaved.
 
 Both sides read the same generated stream (no big buffer) and drain into a
 counting sink. Ours: `open_writer` fed 1 MiB at a time (multipart upload
-by our S3 store), `open_reader` read 1 MiB at a time (ranged GETs). boto3:
-its default TransferConfig (8 MiB parts, up to 10 threads). Informational:
-the issue sets no target for it.
+by our S3 store, its defaults: 8 MiB parts, 4 in flight, at most 5 part
+buffers = 40 MiB per writer), `open_reader` read 1 MiB at a time (ranged
+GETs, a window growing to 16 MiB). boto3: its default TransferConfig (8 MiB
+parts, up to 10 threads, up to 10 parts queued in memory). The issue's goal
+is >= 1.0x both ways with our defaults and their memory bound.
 
 Mind the emulator: a ranged GET on moto_server costs time in proportion to
 the whole object's size (about 0.6 ms per MiB of object, whatever the
 range), so on moto this figure mostly counts GET requests: ours issues one
-per frame-sized read, boto3 one per 8 MiB part. Real S3 charges a
+per read-ahead window (growing from 1 MiB to 16 MiB), boto3 one per 8 MiB
+part. A put is mostly CPU on both sides of the loopback (moto's and the
+client's: checksums, the request signature, copies), so on a loaded machine
+the ratio moves with the share of the two cores each side gets. Real S3 charges a
 first-byte latency per request instead; fewer, larger, concurrent requests
 win there too.
 """
@@ -28,6 +33,7 @@ from bench.stats import interleave, paired_ratios, summarize, throughput
 from bench.streams import CountingSink, CountingWriter, MiB, PatternSource
 
 IO_CHUNK = MiB
+TARGET = 1.0
 
 
 def run(cfg: Any, ctx: Any) -> dict[str, Any]:
@@ -38,6 +44,7 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
     from controlplane import ControlPlane
     from dataplane import DataPlane
     from envelope.kms import AwsKms
+    from envelope.storage.s3 import DEFAULT_MAX_READ_AHEAD, DEFAULT_PART_SIZE, DEFAULT_UPLOAD_CONCURRENCY
 
     url = ctx.moto_server()
     size = cfg.s3_size
@@ -116,6 +123,11 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
         "ratio": {},
         "summary": [],
     }
+    bounds = {
+        "put": f"ours holds at most {(DEFAULT_UPLOAD_CONCURRENCY + 1) * DEFAULT_PART_SIZE // MiB} MiB of parts "
+        f"({DEFAULT_UPLOAD_CONCURRENCY} x {DEFAULT_PART_SIZE // MiB} MiB in flight + 1 filling)",
+        "get": f"ours holds at most a {DEFAULT_MAX_READ_AHEAD // MiB} MiB read-ahead window",
+    }
     for op in ("put", "get"):
         ratio = summarize(paired_ratios(mbps[f"ours_{op}"], mbps[f"boto3_{op}"]))
         result["ratio"][op] = ratio
@@ -124,7 +136,8 @@ def run(cfg: Any, ctx: Any) -> dict[str, Any]:
                 "8",
                 f"S3 {op} ours / boto3 plaintext {(op == 'put' and 'upload') or 'download'}_fileobj",
                 ratio,
-                target=None,
+                target=(">=", TARGET),
+                detail=bounds[op],
             )
         )
     return result

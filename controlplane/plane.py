@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import attrs
 
 from controlplane import _params
+from controlplane._durability import new_entry_parents, sync_directories
 from envelope.containers import read_container_header, read_generation_records
 from envelope.datakey import DataKeyGenerator, GeneratedDataKey
 from envelope.errors import (
@@ -92,6 +94,10 @@ class ContainerResult:
         return self.header
 
 
+_Provisioned: TypeAlias = "tuple[ContainerResult, frozenset[Path]]"
+"""A batch member's result, and the directories whose entries must be synced before it is reported."""
+
+
 class ControlPlane:
     """Provisions containers. Holds no key and cannot decrypt.
 
@@ -152,10 +158,14 @@ class ControlPlane:
         (`encryption_context` plus the reserved ``envelope:`` entries); then
         the header is written create-only. Losing a race to another
         provisioner is ContainerExistsError, and the winner's header is left
-        as it was. KMS failures raise the typed `KmsError` subclass.
+        as it was. KMS failures raise the typed `KmsError` subclass. For a
+        local container, the directories created on the way to it are made
+        durable in their parents before this returns (StorageError if they
+        cannot be).
         """
-        return self._create(
-            self._open(location),
+        store = self._open(location)
+        header, parents = self._prepare(
+            store,
             key_id,
             encryption_context=encryption_context,
             grant_tokens=grant_tokens,
@@ -163,8 +173,12 @@ class ControlPlane:
             key_spec=key_spec,
             number_of_bytes=number_of_bytes,
         )
+        self._write(store, header)
+        for error in sync_directories(parents).values():
+            raise error
+        return header
 
-    def _create(
+    def _prepare(
         self,
         store: Store,
         key_id: str,
@@ -174,7 +188,8 @@ class ControlPlane:
         labels: Mapping[str, str] | None,
         key_spec: str | None = "AES_256",
         number_of_bytes: int | None = None,
-    ) -> ContainerHeader:
+    ) -> tuple[ContainerHeader, frozenset[Path]]:
+        """Check everything, then ask KMS: the header to write, and the directories that will need a sync."""
         key_size = _params.check_key_size(key_spec, number_of_bytes)
         key_id = _params.check_key_id(key_id)
         tokens = _params.check_grant_tokens(grant_tokens)
@@ -184,6 +199,7 @@ class ControlPlane:
         created_at = _params.now_utc(self._clock)
 
         self._require_vacant(store)
+        parents = new_entry_parents(store)  # before anything is created: what this create will add
         generated = self._generate(key_id, encryption_context=context, grant_tokens=tokens, **key_size)
         header = ContainerHeader(
             container_id=container_id,
@@ -192,13 +208,17 @@ class ControlPlane:
             created_at=created_at,
             labels=checked_labels,
         )
+        return header, parents
+
+    @staticmethod
+    def _write(store: Store, header: ContainerHeader) -> None:
+        """The commit point: the header, written create-only and durably."""
         try:
             store.put_bytes(HEADER_NAME, header.to_json(), overwrite=False)
         except ObjectExistsError as e:
             # Another provisioner committed first. Our data key was never stored anywhere and
             # exists only encrypted, so dropping it needs no clean-up.
             raise ContainerExistsError(f"a container already exists at {store.url}") from e
-        return header
 
     def _require_vacant(self, store: Store) -> None:
         # Fast failure without a KMS call; the create-only header write is still the arbiter.
@@ -338,11 +358,20 @@ class ControlPlane:
     # ----------------------------------------------------------------- batch
 
     def create_containers(self, requests: Iterable[ContainerRequest], *, max_workers: int = 8) -> list[ContainerResult]:
-        """Provision many containers, at most `max_workers` at a time.
+        """Provision many containers, at most `max_workers` KMS calls at a time.
 
         Returns one result per request, in request order, each holding the
         header or the exception that request failed with. A failure never
         stops, hides or cancels the others: every request runs to its end.
+
+        The KMS calls are the throughput limit, so the header writes (a
+        durable create-only write each) run on a second pool of
+        `max_workers` threads: a worker hands its header over and takes the
+        next request's KMS call instead of waiting for the disk. A local
+        directory that gained entries (new container directories) is fsynced
+        once for the whole batch, after every header below it is written and
+        before anything is returned; if that fails, each container below it
+        is reported with the StorageError, not as created.
         """
         if not isinstance(requests, Iterable):
             raise ValidationError(f"requests must be an iterable of ContainerRequest, got {type(requests).__name__}")
@@ -354,16 +383,24 @@ class ControlPlane:
             raise ValidationError(f"max_workers must be a positive int, got {max_workers!r}")
         if not batch:
             return []
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(batch)), thread_name_prefix="provision") as pool:
-            futures = [pool.submit(self._provision, request) for request in batch]
-            return [future.result() for future in futures]
+        workers = min(max_workers, len(batch))
+        # The calls feed the writes, so the write pool is entered first and shut down last.
+        with (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provision-write") as writes,
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provision") as calls,
+        ):
+            staged = [calls.submit(self._provision, request, writes) for request in batch]
+            provisioned = [future.result().result() for future in staged]
+        failed = sync_directories(parent for _, parents in provisioned for parent in parents)
+        return [_durable(result, parents, failed) for result, parents in provisioned]
 
-    def _provision(self, request: ContainerRequest) -> ContainerResult:
+    def _provision(self, request: ContainerRequest, writes: ThreadPoolExecutor) -> Future[_Provisioned]:
+        """The checks and the KMS call, in this thread; the header write, handed to `writes`."""
         location = _display(request.location)
         try:
             store = self._open(request.location)
             location = store.url
-            header = self._create(
+            header, parents = self._prepare(
                 store,
                 request.key_id,
                 encryption_context=request.encryption_context,
@@ -372,13 +409,30 @@ class ControlPlane:
             )
         # Anything at all: a lost result would leave the caller unaware of a container that exists.
         except Exception as e:  # noqa: BLE001
-            return ContainerResult(location=location, error=e)
-        return ContainerResult(location=location, header=header)
+            failed: Future[_Provisioned] = Future()
+            failed.set_result((ContainerResult(location=location, error=e), frozenset()))
+            return failed
+        return writes.submit(self._commit, store, header, parents)
+
+    def _commit(self, store: Store, header: ContainerHeader, parents: frozenset[Path]) -> _Provisioned:
+        try:
+            self._write(store, header)
+        except Exception as e:  # noqa: BLE001 - as in _provision: every outcome is reported
+            return ContainerResult(location=store.url, error=e), frozenset()
+        return ContainerResult(location=store.url, header=header), parents
 
     # ----------------------------------------------------------------- locations
 
     def _open(self, location: LocationLike) -> Store:
         return open_store(location, s3_client=self._s3_client)
+
+
+def _durable(result: ContainerResult, parents: frozenset[Path], failed: Mapping[Path, Exception]) -> ContainerResult:
+    """`result`, unless a directory its creation added an entry to could not be synced."""
+    for parent in sorted(parents):
+        if parent in failed:
+            return ContainerResult(location=result.location, error=failed[parent])
+    return result
 
 
 def _display(location: object) -> str:

@@ -463,7 +463,7 @@ def test_complete_refuses_a_missing_part_and_aborts(monkeypatch: pytest.MonkeyPa
         before = len(self._parts)
         original(self, wait)
         if not forgot and len(self._parts) > before:
-            forgot.append(self._parts.pop()[0]["PartNumber"])
+            forgot.append(self._parts.pop()["PartNumber"])
 
     monkeypatch.setattr(S3ObjectWriter, "_collect", forgetful)
     stub = StubS3(seed=12)

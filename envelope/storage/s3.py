@@ -20,6 +20,7 @@ botocore exception escape untranslated.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import contextlib
 import hashlib
@@ -28,6 +29,7 @@ import io
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Final, cast
@@ -106,6 +108,12 @@ def _positive_int(value: object, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValidationError(f"{what} must be a non-negative int")
     return value
+
+
+def _pool_size(client: object) -> int:
+    """The client's `max_pool_connections` (botocore's default, 10, when it does not say)."""
+    size = getattr(getattr(getattr(client, "meta", None), "config", None), "max_pool_connections", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else 10
 
 
 def _error_code(error: ClientError) -> str:
@@ -204,8 +212,23 @@ def _md5_etag(view: memoryview) -> str:
     return hashlib.md5(view, usedforsecurity=False).hexdigest()
 
 
-def _multipart_etag(digests: list[bytes]) -> str:
-    """The ETag S3 gives a completed multipart upload: MD5 of the parts' binary MD5s, '-', part count."""
+_PART_ETAG_RE: Final = re.compile(r'\A"?([0-9a-fA-F]{32})"?\Z')
+
+
+def _multipart_etag(parts: list[CompletedPartTypeDef]) -> str | None:
+    """The ETag S3 gives a completed multipart upload of `parts`: MD5 of the parts' binary MD5s, '-', count.
+
+    Each part's MD5 is the ETag S3 answered its UploadPart with (the MD5 of the
+    bytes it received, which its CRC32 check and the request signature tie to
+    the bytes we sent). None when a part's ETag is not an MD5 (SSE-KMS, some
+    S3-compatible stores): then no ETag can be predicted, and nothing matches.
+    """
+    digests = []
+    for part in parts:
+        match = _PART_ETAG_RE.match(str(part.get("ETag", "")))
+        if match is None:
+            return None
+        digests.append(bytes.fromhex(match.group(1)))
     return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
@@ -214,7 +237,11 @@ class _ViewBody(io.RawIOBase):
 
     botocore accepts bytes, bytearray or a file as a request body; this lets it
     send a slice of the part buffer (and rewind it for a retry) without the
-    slice being copied into a new bytes object first.
+    slice being copied into a new bytes object first. A sized `read` returns
+    at most `_BODY_READ_SIZE` bytes (a raw file may return less than asked,
+    and botocore, urllib3 and http.client all read until empty): botocore
+    reads 1 MiB at a time to sign a body, and that copy, in every upload
+    thread, would otherwise add 1 MiB per thread to a writer's memory.
     """
 
     def __init__(self, view: memoryview) -> None:
@@ -237,7 +264,11 @@ class _ViewBody(io.RawIOBase):
         return self._pos
 
     def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        end = (
+            len(self._view)
+            if size is None or size < 0
+            else min(len(self._view), self._pos + size, self._pos + _BODY_READ_SIZE)
+        )
         start, self._pos = self._pos, max(self._pos, end)
         return bytes(self._view[start:end])
 
@@ -262,7 +293,8 @@ class S3Store(BaseStore):
     round trip, and S3 serves large ranges best), with memory bounded by it
     (default 16 MiB per reader).
 
-    A streaming writer keeps up to `upload_concurrency` (1..16, default 4)
+    A streaming writer keeps up to `upload_concurrency` (1..16, default 4,
+    capped at the client's `max_pool_connections`)
     UploadPart calls in flight, each on a thread of a pool owned by that
     writer (started at its first part, shut down at commit/abort/failure), so
     the caller fills the next part while earlier ones are sent. Its part
@@ -312,7 +344,9 @@ class S3Store(BaseStore):
         self._page_size = list_page_size
         if not 1 <= _positive_int(upload_concurrency, "upload_concurrency") <= MAX_UPLOAD_CONCURRENCY:
             raise ValidationError(f"upload_concurrency must be between 1 and {MAX_UPLOAD_CONCURRENCY}")
-        self._upload_concurrency = upload_concurrency
+        # More uploads in flight than the client's connection pool holds would each open a new
+        # connection and drop it afterwards (urllib3 warns "Connection pool is full"): no faster.
+        self._upload_concurrency = min(upload_concurrency, _pool_size(client))
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -382,7 +416,7 @@ class S3Store(BaseStore):
                 raise
 
     def _landed(
-        self, key: str, error: StorageError, write: _ConditionalWrite, *, size: int, etag: Callable[[], str]
+        self, key: str, error: StorageError, write: _ConditionalWrite, *, size: int, etag: Callable[[], str | None]
     ) -> bool:
         """Whether a conditional write refused on a retry had in fact landed: our own lost response.
 
@@ -397,7 +431,10 @@ class S3Store(BaseStore):
             head = self._client.head_object(Bucket=self._bucket, Key=key)
         except (ClientError, BotoCoreError):
             return False
-        return head.get("ContentLength") == size and str(head.get("ETag", "")).strip('"') == etag()
+        if head.get("ContentLength") != size:
+            return False
+        expected = etag()
+        return expected is not None and str(head.get("ETag", "")).strip('"') == expected
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -486,16 +523,26 @@ class S3Store(BaseStore):
             kwargs["ContinuationToken"] = token
 
 
+def _crc32_b64(body: memoryview) -> str:
+    """S3's `x-amz-checksum-crc32` of `body`: the big-endian CRC32, base64 (zlib reads the view in place)."""
+    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode("ascii")
+
+
 def _send_part(
     client: S3Client, *, bucket: str, key: str, name: str, upload_id: str, number: int, body: memoryview
-) -> tuple[CompletedPartTypeDef, bytes]:
+) -> CompletedPartTypeDef:
     """One UploadPart of `body` (a filled slice of a part buffer); runs in the caller or a pool thread.
 
-    Returns the part's entry for CompleteMultipartUpload and the MD5 of the
-    bytes sent (for the lost-response check at completion). botocore rewinds
-    the body for each of its own retries, so every attempt sends all of it.
+    Returns the part's entry for CompleteMultipartUpload: its number, the ETag
+    S3 answered (for the lost-response check at completion) and the CRC32 we
+    computed over the buffer. The CRC32 goes with the request, so S3 refuses
+    a part whose bytes arrived changed, and again with the Complete, so S3
+    checks every stored part against what we sent. Passing it also stops
+    botocore computing it a second time through copies of the body.
+    botocore rewinds the body for each of its own retries, so every attempt
+    sends all of it.
     """
-    digest = hashlib.md5(body, usedforsecurity=False).digest()
+    checksum = _crc32_b64(body)
     with _translated("UploadPart", name):
         response = client.upload_part(
             Bucket=bucket,
@@ -504,11 +551,12 @@ def _send_part(
             PartNumber=number,
             Body=cast("IO[bytes]", _ViewBody(body)),
             ChecksumAlgorithm="CRC32",
+            ChecksumCRC32=checksum,
         )
-    part: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
-    if "ChecksumCRC32" in response:
-        part["ChecksumCRC32"] = response["ChecksumCRC32"]
-    return part, digest
+    etag = response.get("ETag")
+    if not isinstance(etag, str) or not etag:
+        raise StorageError(f"S3 UploadPart for {name!r} (part {number}) answered without an ETag")
+    return {"PartNumber": number, "ETag": etag, "ChecksumCRC32": checksum}
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -564,8 +612,8 @@ class S3ObjectWriter(StickyWriterState):
         self._filled = 0
         self._upload_id: str | None = None
         self._next_number = 1
-        self._parts: list[tuple[CompletedPartTypeDef, bytes]] = []  # finished parts and MD5s, completion order
-        self._pending: list[tuple[concurrent.futures.Future[tuple[CompletedPartTypeDef, bytes]], memoryview]] = []
+        self._parts: list[CompletedPartTypeDef] = []  # finished parts, in completion order
+        self._pending: list[tuple[concurrent.futures.Future[CompletedPartTypeDef], memoryview]] = []
         self._sent = 0  # bytes handed to UploadPart
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -639,8 +687,8 @@ class S3ObjectWriter(StickyWriterState):
             concurrent.futures.wait([future for future, _ in self._pending], return_when=wait)
         # One pass decides each upload's fate: two scans (done, then not done) would drop an
         # upload that finished between them from both lists, and its part from the object.
-        done: list[tuple[concurrent.futures.Future[tuple[CompletedPartTypeDef, bytes]], memoryview]] = []
-        pending: list[tuple[concurrent.futures.Future[tuple[CompletedPartTypeDef, bytes]], memoryview]] = []
+        done: list[tuple[concurrent.futures.Future[CompletedPartTypeDef], memoryview]] = []
+        pending: list[tuple[concurrent.futures.Future[CompletedPartTypeDef], memoryview]] = []
         for item in self._pending:
             (done if item[0].done() else pending).append(item)
         self._pending = pending
@@ -675,8 +723,8 @@ class S3ObjectWriter(StickyWriterState):
 
     def _complete(self) -> None:
         assert self._upload_id is not None
-        finished = sorted(self._parts, key=lambda item: item[0]["PartNumber"])
-        numbers = [part["PartNumber"] for part, _ in finished]
+        finished = sorted(self._parts, key=lambda part: part["PartNumber"])
+        numbers = [part["PartNumber"] for part in finished]
         if numbers != list(range(1, self._next_number)):
             # Never publish an object with a part missing or twice, whatever went wrong above.
             raise StorageError(
@@ -687,7 +735,7 @@ class S3ObjectWriter(StickyWriterState):
             "Bucket": self._bucket,
             "Key": self._key,
             "UploadId": self._upload_id,
-            "MultipartUpload": {"Parts": [part for part, _ in finished]},
+            "MultipartUpload": {"Parts": finished},
         }
         if not self._overwrite:
             kwargs["IfNoneMatch"] = "*"
@@ -711,9 +759,8 @@ class S3ObjectWriter(StickyWriterState):
             lost = isinstance(cause, ClientError) and (
                 isinstance(e, ObjectExistsError | ObjectChangedError) or _error_code(cause) == "NoSuchUpload"
             )
-            digests = [digest for _, digest in finished]
             if not lost or not self._store._landed(
-                self._key, e, write, size=self._sent, etag=lambda: _multipart_etag(digests)
+                self._key, e, write, size=self._sent, etag=lambda: _multipart_etag(finished)
             ):
                 raise
         self._upload_id = None  # completed: nothing left to abort

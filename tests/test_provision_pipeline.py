@@ -1,0 +1,179 @@
+"""Batch provisioning: KMS calls never wait for header writes, and nothing is reported created that a crash could lose.
+
+Behaviour only (no timing): header writes are held back until every KMS call
+of the batch has finished, which only a batch that hands its writes to
+another pool can get through; the directories a batch adds entries to are
+fsynced once each, before the results come back; a failed sync (a fault
+injected between the header writes and the report) turns each container
+below that directory into an error, never a success. Local stores and
+LocalKms; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import controlplane._durability as durability
+from controlplane import ContainerRequest, ControlPlane
+from envelope.datakey import GeneratedDataKey
+from envelope.errors import StorageError
+from envelope.header import HEADER_NAME
+from envelope.kms import LocalKms
+from envelope.storage import LocalStore
+
+WAIT = 30.0  # seconds: a bound for waits that succeed at once unless the code under test is wrong
+HOLD = 10.0  # seconds a held header write waits at most (LocalKms calls take milliseconds)
+
+
+@pytest.fixture
+def kms(tmp_path: Path) -> LocalKms:
+    return LocalKms(tmp_path / "keystore")
+
+
+@pytest.fixture
+def key(kms: LocalKms) -> str:
+    return kms.create_key()
+
+
+class CountingKms:
+    """Counts finished GenerateDataKeyWithoutPlaintext calls and the most ever in flight."""
+
+    def __init__(self, inner: LocalKms) -> None:
+        self.inner = inner
+        self.provider_id = inner.provider_id
+        self.finished = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.all_finished = threading.Event()
+        self.expected = 0
+        self._lock = threading.Lock()
+
+    def generate_data_key_without_plaintext(self, key_id: str, **kwargs: Any) -> GeneratedDataKey:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            result: GeneratedDataKey = self.inner.generate_data_key_without_plaintext(key_id, **kwargs)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.finished += 1
+                if self.finished == self.expected:
+                    self.all_finished.set()
+        return result
+
+
+class HeldStore(LocalStore):
+    """A LocalStore whose writes wait (bounded) until the test lets them through."""
+
+    def __init__(self, root: Path, release: threading.Event, held: list[bool]) -> None:
+        super().__init__(root)
+        self._release = release
+        self._held = held
+
+    def put_bytes(self, name: str, data: Any, *, overwrite: bool = False) -> None:
+        self._held.append(self._release.wait(HOLD))
+        super().put_bytes(name, data, overwrite=overwrite)
+
+
+def test_kms_calls_go_on_while_header_writes_wait(tmp_path: Path, kms: LocalKms, key: str) -> None:
+    counting = CountingKms(kms)
+    counting.expected = 6
+    release = threading.Event()
+    held: list[bool] = []
+    requests = [
+        ContainerRequest(location=HeldStore(tmp_path / "c" / f"c{i}", release, held), key_id=key) for i in range(6)
+    ]
+
+    def let_writes_through_once_every_call_is_done() -> None:
+        counting.all_finished.wait(WAIT)
+        release.set()
+
+    opener = threading.Thread(target=let_writes_through_once_every_call_is_done)
+    opener.start()
+    try:
+        results = ControlPlane(counting).create_containers(requests, max_workers=2)
+    finally:
+        release.set()
+        opener.join(WAIT)
+    assert not opener.is_alive()
+    # Six calls on two workers finished while no header could be written: the writes did not hold the workers.
+    assert all(held), "a header write had to wait out the bound: the KMS calls waited for the disk"
+    assert counting.max_in_flight <= 2  # still at most max_workers KMS calls at a time
+    assert all(result.ok for result in results)
+    assert all((tmp_path / "c" / f"c{i}" / HEADER_NAME).is_file() for i in range(6))
+
+
+class RecordingOs:
+    """`os` for the durability module, recording which directories are fsynced; can fail chosen ones."""
+
+    def __init__(self, fail: set[Path] | None = None) -> None:
+        self.synced: list[Path] = []
+        self.fail = fail or set()
+
+    def fsync(self, fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if path in self.fail:
+            raise OSError(5, "injected EIO")
+        self.synced.append(path)
+        os.fsync(fd)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def requests_in(parent: Path, key: str, count: int) -> list[ContainerRequest]:
+    return [ContainerRequest(location=str(parent / f"c{i}"), key_id=key) for i in range(count)]
+
+
+def test_a_batch_syncs_each_directory_it_added_entries_to_once(
+    tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recording = RecordingOs()
+    monkeypatch.setattr(durability, "os", recording)
+    (tmp_path / "existing").mkdir()
+    (tmp_path / "existing" / "made-before").mkdir()  # an existing (empty) container directory adds no entry
+    requests = requests_in(tmp_path / "new" / "deeper", key, 5) + requests_in(tmp_path / "existing", key, 3)
+    requests.append(ContainerRequest(location=str(tmp_path / "existing" / "made-before"), key_id=key))
+
+    results = ControlPlane(kms).create_containers(requests, max_workers=4)
+
+    assert all(result.ok for result in results)
+    # c0..c4 were added to new/deeper, deeper to new, new to tmp_path; c0..c2 to existing.
+    expected = [tmp_path / "new" / "deeper", tmp_path / "new", tmp_path, tmp_path / "existing"]
+    assert sorted(recording.synced) == sorted(expected)
+
+
+def test_a_failed_sync_reports_the_containers_below_it_as_errors(
+    tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fault sits between the header writes and the report: what a crash there could lose.
+    monkeypatch.setattr(durability, "os", RecordingOs(fail={tmp_path / "lost"}))
+    (tmp_path / "kept").mkdir()
+    requests = requests_in(tmp_path / "lost", key, 3) + requests_in(tmp_path / "kept", key, 2)
+
+    results = ControlPlane(kms).create_containers(requests, max_workers=3)
+
+    for result in results[:3]:
+        assert isinstance(result.error, StorageError)
+        assert "could not be made durable" in str(result.error)
+        assert isinstance(result.error.__cause__, OSError)
+    assert all(result.ok for result in results[3:])
+
+
+def test_a_single_create_syncs_what_it_added_and_fails_if_it_cannot(
+    tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recording = RecordingOs()
+    monkeypatch.setattr(durability, "os", recording)
+    ControlPlane(kms).create_container(str(tmp_path / "a" / "c"), key)
+    assert sorted(recording.synced) == [tmp_path, tmp_path / "a"]
+
+    monkeypatch.setattr(durability, "os", RecordingOs(fail={tmp_path / "b"}))
+    with pytest.raises(StorageError, match="could not be made durable"):
+        ControlPlane(kms).create_container(str(tmp_path / "b" / "c"), key)

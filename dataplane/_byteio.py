@@ -24,8 +24,18 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 
 from envelope.errors import ValidationError
 from envelope.storage import RandomAccessReader
+from envelope.storage._base import as_byte_view
 
-__all__ = ["BufferSource", "FileSource", "IoThread", "MessageSink", "MessageSource", "MessageStream", "read_some"]
+__all__ = [
+    "BufferSource",
+    "FileSource",
+    "IoThread",
+    "MessageSink",
+    "MessageSource",
+    "MessageStream",
+    "read_some",
+    "writable_byte_view",
+]
 
 MessageSource = RandomAccessReader
 
@@ -128,6 +138,15 @@ class FileSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def writable_byte_view(buffer: object) -> memoryview:
+    """A flat writable unsigned-byte view of a `readinto` target (ValidationError if there is none)."""
+    view = as_byte_view(buffer)  # type: ignore[arg-type]  # any object: judged here, typed error
+    if view.readonly:
+        view.release()
+        raise ValidationError("readinto needs a writable buffer")
+    return view
 
 
 class IoThread:

@@ -27,14 +27,14 @@ import operator
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import NoReturn, TypeVar
+from typing import Final, NoReturn, TypeVar
 
 import attrs
 
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError
 
-from ._byteio import IoThread, MessageSource
+from ._byteio import IoThread, MessageSource, writable_byte_view
 from ._frames import OpenSlot, OverlapVote, frames_per_batch, release_pool_in_finalizer, split, wipe
 from ._params import check_threads
 from .format import (
@@ -51,6 +51,10 @@ from .format import (
 __all__ = ["MessageReader"]
 
 _T = TypeVar("_T")
+
+UNVERIFIED_ALLOCATION_LIMIT: Final = 4 << 20
+"""A `read` or `readall` that would allocate more than this many bytes authenticates the final
+frame first, so only a sealed plaintext size can make the reader allocate that much."""
 
 
 class _PrefixView:
@@ -231,12 +235,12 @@ class MessageReader(io.BufferedIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         self._check()
-        with memoryview(buffer) as raw, raw.cast("B") as view:
+        with writable_byte_view(buffer) as view:
             return self._guard(self._readinto, view)
 
     def readinto1(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         self._check()
-        with memoryview(buffer) as raw, raw.cast("B") as view:
+        with writable_byte_view(buffer) as view:
             return self._guard(self._readinto, view[: self._frame_remaining(len(view))])
 
     def close(self) -> None:
@@ -289,6 +293,12 @@ class MessageReader(io.BufferedIOBase):
             raise
 
     def _read_new(self, n: int) -> bytes:
+        if n > UNVERIFIED_ALLOCATION_LIMIT and self._layout.framed:
+            # The size comes from the stored length, which nothing has authenticated yet: a
+            # file grown sparse would have us allocate gigabytes to then fail on its first
+            # changed frame. The final frame sits where that length says; once it opens, the
+            # length is the sealed one.
+            self._guard(self._ensure_final)
         # Decrypt straight into the bytes object we return: BytesIO shares a bytes
         # initial value, lends it out writable, and getvalue() hands the same
         # object back (CPython; elsewhere it is one copy, still correct).

@@ -30,7 +30,7 @@ from typing import NoReturn
 from envelope.datakey import DataKey
 from envelope.errors import AuthenticationError, FormatError
 
-from ._byteio import MessageStream, read_some
+from ._byteio import MessageStream, read_some, writable_byte_view
 from ._frames import OpenSlot, wipe
 from .format import (
     FINAL_FRAME_MARKER,
@@ -137,7 +137,7 @@ class SequentialMessageReader(io.BufferedIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         self._check()
-        with memoryview(buffer) as raw, raw.cast("B") as view:
+        with writable_byte_view(buffer) as view:
             done = 0
             while done < len(view) and self._guard(self._fill):
                 n = min(len(view) - done, self._end - self._start)
@@ -149,7 +149,7 @@ class SequentialMessageReader(io.BufferedIOBase):
 
     def readinto1(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         self._check()
-        with memoryview(buffer) as raw, raw.cast("B") as view:
+        with writable_byte_view(buffer) as view:
             if not len(view) or not self._guard(self._fill):
                 return 0
             n = min(len(view), self._end - self._start)

@@ -3,7 +3,9 @@
 - A name is validated by `Container` itself on every path, one-shot included: a `BaseStore` subclass
   written by a user need not check names, and must never be handed `../x` by `put` or `get`.
 - Data that cannot be viewed as flat bytes without a copy (a strided memoryview) is a `ValidationError`
-  on every write path, never a bare `TypeError`.
+  on every write path, never a bare `TypeError`; so is a `readinto` target that cannot be filled in
+  place (strided or read-only), on both readers.
+- A read never allocates the size an unauthenticated stored length claims (tests/test_stream_integrity.py).
 """
 
 from __future__ import annotations
@@ -101,3 +103,32 @@ def test_multi_dimensional_and_typed_buffers_are_written_as_their_bytes(setup: A
     container.put("typed", memoryview(data).cast("I"))
     container.put("square", memoryview(data).cast("B", (32, 32)))
     assert container.get("typed") == container.get("square") == data
+
+
+@pytest.mark.parametrize("kind", ["random access", "sequential"])
+@pytest.mark.parametrize(
+    "buffer",
+    [memoryview(bytearray(64))[::2], bytes(32), memoryview(bytearray(32)).toreadonly()],
+    ids=["strided", "bytes", "read-only view"],
+)
+def test_readinto_an_unusable_buffer_is_a_validation_error(kind: str, buffer: Any) -> None:
+    """readinto / readinto1 on either reader: a target it cannot fill in place is a ValidationError,
+    and the reader is still usable afterwards (nothing was read)."""
+    import io
+
+    from dataplane.hazmat import BufferSource, MessageReader, SequentialMessageReader
+    from tests.test_format import KEY, write_message
+
+    plaintext = bytes(range(100))
+    message = write_message(plaintext, 16)
+    for method in ("readinto", "readinto1"):
+        reader = (
+            MessageReader(BufferSource(message), resolve_key=lambda _h: KEY)
+            if kind == "random access"
+            else SequentialMessageReader(io.BytesIO(message), resolve_key=lambda _h: KEY)
+        )
+        with reader:
+            with pytest.raises(ValidationError):
+                getattr(reader, method)(buffer)
+            out = bytearray(100)
+            assert reader.readinto(out) == 100 and bytes(out) == plaintext

@@ -211,3 +211,39 @@ def test_no_equality_operator_touches_a_tag_commitment_or_binding_value() -> Non
                 ):  # constants are public
                     offenders.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == []
+
+
+# --- the stored length is not trusted for allocation -------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["get", "readall", "read(n)"])
+def test_a_file_grown_sparse_fails_before_the_reader_allocates_its_claimed_size(tmp_path: Path, how: str) -> None:
+    """The plaintext size comes from the stored length until the final frame opens: an object grown
+    (sparse, 64 MiB) by someone with write access to the store must fail with AuthenticationError
+    without the reader first allocating a buffer of the size the length claims."""
+    import tracemalloc
+
+    from dataplane._reader import UNVERIFIED_ALLOCATION_LIMIT
+
+    kms = LocalKms(tmp_path / "ks")
+    kms.create_key(alias="alias/sparse")
+    ControlPlane(kms).create_container(tmp_path / "c", "alias/sparse")
+    container = DataPlane(kms).open(tmp_path / "c")
+    container.put("x", PLAINTEXT)
+    stored = tmp_path / "c" / "objects" / "x"
+    grown = 64 << 20
+    with stored.open("r+b") as f:
+        f.truncate(grown)  # sparse: no disk used, the length claims 64 MiB
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(AuthenticationError):
+            if how == "get":
+                container.get("x")
+            else:
+                with container.open_reader("x") as reader:
+                    reader.read() if how == "readall" else reader.read(grown)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * UNVERIFIED_ALLOCATION_LIMIT, peak

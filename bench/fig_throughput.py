@@ -14,8 +14,8 @@ frame-length chunk into one reused buffer and hands it to the same sink.
 File-to-file, ours goes through a container (`DataPlane` on a `LocalStore`
 in a temp dir on disk): plaintext file -> `open_writer` (commit = fsync,
 link, directory fsync) and `open_reader` -> plaintext file. The raw file
-baseline does the same I/O around the bare cipher (temp file, fsync,
-rename; no fsync for the plaintext output), and a plain copy does the I/O
+baseline does the same I/O around the bare cipher (temp file, writeback
+started every 8 MiB, fsync, rename; no fsync for the plaintext output), and a plain copy does the I/O
 with no cipher at all: the most any file-to-file path can reach on this
 file system. Source files are read from the page cache (written once, read
 every round). After every file run, outside its timing, its output is
@@ -45,7 +45,8 @@ FILE_VS_COPY_TARGET = 0.95
 """The headline: file-to-file against a plain durable copy of the same bytes with no cipher."""
 THREADS_SHARE_TARGET = 0.9
 """2 threads / 1 as a share of what the raw cipher gets from a second thread in the same rounds."""
-THREADS_TARGET = 1.6
+THREADS_TARGET = 1.0
+"""And a second thread never makes a stream slower, at any frame size (the share above is the real goal)."""
 
 
 def _settled(seconds: float, discard: str | None = None) -> float:

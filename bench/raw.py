@@ -8,7 +8,6 @@ no frame prefixes, no file-like object.
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import struct
@@ -18,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from envelope.storage.local import Writeback
 
 TAG = 16
 _IV = struct.Struct(">8xI")
@@ -88,14 +89,21 @@ def _encrypt_chunks(aead: AESGCM, src: io.RawIOBase, write: Callable[[memoryview
 
 
 def encrypt_file(source_path: str, target_path: str, chunk: int, *, durable: bool = True) -> float:
-    """File to file with the same I/O pattern as a LocalStore writer: temp file, fsync, rename."""
+    """File to file with the same I/O pattern as a LocalStore writer: temp file, early writeback, fsync, rename."""
     aead = _cipher()
     temp = target_path + ".tmp"
     start = time.perf_counter()
     with open(source_path, "rb", buffering=0) as src:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        writeback = Writeback(fd)
+
+        def write(data: memoryview) -> None:
+            os.write(fd, data)
+            if durable:
+                writeback.wrote(len(data))
+
         try:
-            _encrypt_chunks(aead, src, functools.partial(os.write, fd), chunk)
+            _encrypt_chunks(aead, src, write, chunk)
             if durable:
                 os.fsync(fd)
         finally:
@@ -194,15 +202,18 @@ def _threaded(fn: Any, plaintext: memoryview, chunk: int, threads: int) -> float
 
 def copy_file(source_path: str, target_path: str, chunk: int, *, durable: bool) -> float:
     """The I/O alone, no cipher: `readinto` + `os.write`, and with `durable` the temp file,
-    fsync and rename of a store commit. File-to-file cannot beat this."""
+    early writeback, fsync and rename of a store commit. File-to-file cannot beat this."""
     buf = memoryview(bytearray(chunk))
     temp = target_path + ".tmp" if durable else target_path
     start = time.perf_counter()
     with open(source_path, "rb", buffering=0) as src:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        writeback = Writeback(fd)
         try:
             while n := src.readinto(buf):
                 os.write(fd, buf[:n])
+                if durable:
+                    writeback.wrote(n)
             if durable:
                 os.fsync(fd)
         finally:

@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import BinaryIO, Final, Protocol
 
-from envelope.storage.local import stale_temp_files_at
+from envelope.storage.local import Writeback, stale_temp_files_at
 
 __all__ = [
     "TEMP_NAME",
@@ -428,31 +428,16 @@ class Sink(Protocol):
     def flush(self) -> None: ...
 
 
-WRITEBACK_CHUNK: Final = 8 << 20
-
-
 class _WritebackStarter:
-    """Writes to a new file and, every WRITEBACK_CHUNK bytes, asks the kernel to start writing them to disk.
-
-    `posix_fadvise(POSIX_FADV_DONTNEED)` on pages just written starts their writeback without waiting
-    (pages still dirty or under writeback are not dropped from the cache). The disk then works while the
-    next frames are decrypted, instead of all of it at the final fsync. Durability is unchanged: the
-    file is published only after that fsync."""
+    """Writes to a new file and starts its writeback as it goes (`envelope.storage.local.Writeback`)."""
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self._start = 0
-        self._pending = 0
+        self._writeback = Writeback(out.fileno(), before=out.flush)
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
         n = self._out.write(data)
-        self._pending += n
-        if self._pending >= WRITEBACK_CHUNK:
-            self._out.flush()
-            with suppress(OSError):  # only a hint; a filesystem may not take it
-                os.posix_fadvise(self._out.fileno(), self._start, self._pending, os.POSIX_FADV_DONTNEED)
-            self._start += self._pending
-            self._pending = 0
+        self._writeback.wrote(n)
         return n
 
     def flush(self) -> None:

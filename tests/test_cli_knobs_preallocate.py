@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from envelope.storage.local import WRITEBACK_BYTES
 from envelope_cli import files
 from envelope_cli.files import prepare_output
 from tests.support.cli_run import Run
@@ -106,7 +107,7 @@ def test_a_reservation_larger_than_what_was_written_is_cut_back(tmp_path: Path, 
 def test_get_o_starts_writeback_as_it_writes(
     run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anonymous_files: None
 ) -> None:
-    data = os.urandom(2 * files.WRITEBACK_CHUNK + 12345)
+    data = os.urandom(2 * WRITEBACK_BYTES + 12345)
     (tmp_path / "f").write_bytes(data)
     run("put", "c", "x", "f")
     calls: list[tuple[int, int, int]] = []
@@ -118,7 +119,7 @@ def test_get_o_starts_writeback_as_it_writes(
 
     monkeypatch.setattr(os, "posix_fadvise", fadvise)
     run("get", "c", "x", "-o", "out")
-    chunk, dontneed = files.WRITEBACK_CHUNK, os.POSIX_FADV_DONTNEED
+    chunk, dontneed = WRITEBACK_BYTES, os.POSIX_FADV_DONTNEED
     assert calls == [(0, chunk, dontneed), (chunk, chunk, dontneed)]
     assert (tmp_path / "out").read_bytes() == data
 

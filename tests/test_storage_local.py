@@ -202,6 +202,41 @@ def test_commit_fsyncs_the_file_before_publishing_and_the_directory_after(
     assert events == ["fsync file", "link", "unlink", "fsync dir"]
 
 
+def test_a_writer_starts_writeback_every_8_mib_and_a_refused_hint_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store writer hands each 8 MiB it has written to the kernel's writeback as it goes (the
+    disk works while the next bytes are sealed); the hint never replaces the fsync at commit, and
+    a file system that refuses it is written exactly the same."""
+    from envelope.storage.local import WRITEBACK_BYTES
+
+    store = LocalStore(tmp_path / "store")
+    data = os.urandom(20 << 20 | 4321)  # 3 MiB writes: the 8 MiB step is crossed at 9 and 18 MiB
+    calls: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append((offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    writer = store.open_writer("f")
+    for start in range(0, len(data), 3 << 20):  # writes that do not line up with the 8 MiB steps
+        writer.write(data[start : start + (3 << 20)])
+    writer.commit()
+    dontneed = os.POSIX_FADV_DONTNEED
+    assert calls == [(0, 9 << 20, dontneed), (9 << 20, 9 << 20, dontneed)]
+    assert store.get_bytes("f") == data
+
+    def refuse(*_: int) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    with store.open_writer("g") as writer:
+        writer.write(data)
+    assert store.get_bytes("g") == data
+
+
 def test_a_failed_write_is_sticky_and_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "store"
     store = LocalStore(root)

@@ -210,6 +210,7 @@ def test_a_writer_starts_writeback_every_8_mib_and_a_refused_hint_changes_nothin
     a file system that refuses it is written exactly the same."""
     from envelope.storage.local import WRITEBACK_BYTES
 
+    assert WRITEBACK_BYTES == 8 << 20  # the expected calls below are worked out for it
     store = LocalStore(tmp_path / "store")
     data = os.urandom(20 << 20 | 4321)  # 3 MiB writes: the 8 MiB step is crossed at 9 and 18 MiB
     calls: list[tuple[int, int, int]] = []

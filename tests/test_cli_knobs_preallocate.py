@@ -14,6 +14,7 @@ from envelope.storage.local import WRITEBACK_BYTES
 from envelope_cli import files
 from envelope_cli.files import prepare_output
 from tests.support.cli_run import Run
+from tests.support.fadvise import record_fadvise, refuse_fadvise
 from tests.test_cli_knobs import local_cli
 
 STORAGE = 7
@@ -110,23 +111,12 @@ def test_get_o_starts_writeback_as_it_writes(
     data = os.urandom(2 * WRITEBACK_BYTES + 12345)
     (tmp_path / "f").write_bytes(data)
     run("put", "c", "x", "f")
-    calls: list[tuple[int, int, int]] = []
-    real = os.posix_fadvise
-
-    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
-        calls.append((offset, length, advice))
-        real(fd, offset, length, advice)
-
-    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    calls = record_fadvise(monkeypatch)
     run("get", "c", "x", "-o", "out")
     chunk, dontneed = WRITEBACK_BYTES, os.POSIX_FADV_DONTNEED
     assert calls == [(0, chunk, dontneed), (chunk, chunk, dontneed)]
     assert (tmp_path / "out").read_bytes() == data
 
-    # Only a hint: a filesystem that refuses it changes nothing.
-    def refuse(*_: int) -> None:
-        raise OSError(errno.EINVAL, "Invalid argument")
-
-    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    refuse_fadvise(monkeypatch)  # only a hint: a file system that refuses it changes nothing
     run("get", "c", "x", "-o", "out2")
     assert (tmp_path / "out2").read_bytes() == data

@@ -209,18 +209,12 @@ def test_a_writer_starts_writeback_every_8_mib_and_a_refused_hint_changes_nothin
     disk works while the next bytes are sealed); the hint never replaces the fsync at commit, and
     a file system that refuses it is written exactly the same."""
     from envelope.storage.local import WRITEBACK_BYTES
+    from tests.support.fadvise import record_fadvise, refuse_fadvise
 
     assert WRITEBACK_BYTES == 8 << 20  # the expected calls below are worked out for it
     store = LocalStore(tmp_path / "store")
     data = os.urandom(20 << 20 | 4321)  # 3 MiB writes: the 8 MiB step is crossed at 9 and 18 MiB
-    calls: list[tuple[int, int, int]] = []
-    real = os.posix_fadvise
-
-    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
-        calls.append((offset, length, advice))
-        real(fd, offset, length, advice)
-
-    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    calls = record_fadvise(monkeypatch)
     writer = store.open_writer("f")
     for start in range(0, len(data), 3 << 20):  # writes that do not line up with the 8 MiB steps
         writer.write(data[start : start + (3 << 20)])
@@ -229,10 +223,7 @@ def test_a_writer_starts_writeback_every_8_mib_and_a_refused_hint_changes_nothin
     assert calls == [(0, 9 << 20, dontneed), (9 << 20, 9 << 20, dontneed)]
     assert store.get_bytes("f") == data
 
-    def refuse(*_: int) -> None:
-        raise OSError(22, "Invalid argument")
-
-    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    refuse_fadvise(monkeypatch)
     with store.open_writer("g") as writer:
         writer.write(data)
     assert store.get_bytes("g") == data

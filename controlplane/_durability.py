@@ -7,14 +7,16 @@ there. The container directory's *own* entry, in its parent, and the
 entries of any parents made with it, are not fsynced by anyone. After a
 crash the header could be durable inside a directory whose name was lost.
 
-So the control plane notes, before anything is created, which directories
-on the way to a local container do not exist yet, and after the header is
-written fsyncs the parent of each of them (the directory that gained an
-entry). A batch fsyncs each such parent once, after all its headers are
-written and before any result is returned. Directories that already
-existed are not ours to make durable. S3 locations have no directories.
+Which of those directories this creation made cannot be told reliably:
+another creation (a thread of this process, or another process) may have
+made a shared parent a moment earlier and not synced it yet. So once the
+header is written, the control plane fsyncs every directory above the
+container on the container's file system, up to that file system's root (a
+clean directory's fsync costs tens of microseconds); a batch fsyncs each
+such directory once, after all its headers are written and before any
+result is returned. S3 locations have no directories.
 
-This module must never report a parent as synced when its fsync failed.
+This module must never report a directory as synced when its fsync failed.
 """
 
 from __future__ import annotations
@@ -26,25 +28,34 @@ from pathlib import Path
 from envelope.errors import StorageError
 from envelope.storage import LocalStore, Store
 
-__all__ = ["new_entry_parents", "sync_directories"]
+__all__ = ["entry_parents", "sync_directories"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def new_entry_parents(store: Store) -> frozenset[Path]:
-    """The directories that will gain an entry when `store` (a container) is first written.
+def entry_parents(store: Store) -> frozenset[Path]:
+    """Every directory above the local container `store`, up to its file system's root.
 
-    For each directory from the container's own up to the first one that
-    exists, its parent. Empty for a container directory that already exists
-    and for stores that are not local.
+    Called once the header is written (the container directory exists). A
+    directory that cannot be looked at is included: its sync fails and says
+    so. Empty for stores that are not local.
     """
     if not isinstance(store, LocalStore):
         return frozenset()
+    path = Path(os.path.abspath(store.path))
+    try:
+        device: int | None = os.stat(path).st_dev
+    except OSError:
+        device = None
     parents: set[Path] = set()
-    path = store.path
-    while not path.exists() and path.parent != path:
-        parents.add(path.parent)
+    while path.parent != path:
         path = path.parent
+        try:
+            if device is not None and os.stat(path).st_dev != device:
+                break  # a mount point's parent: another file system, not ours to sync
+        except OSError:
+            pass
+        parents.add(path)
     return frozenset(parents)
 
 

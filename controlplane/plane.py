@@ -25,7 +25,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from controlplane import _params
-from controlplane._durability import new_entry_parents, sync_directories
+from controlplane._durability import entry_parents, sync_directories
 from envelope.containers import read_container_header, read_generation_records
 from envelope.datakey import DataKeyGenerator, GeneratedDataKey
 from envelope.errors import (
@@ -159,12 +159,13 @@ class ControlPlane:
         the header is written create-only. Losing a race to another
         provisioner is ContainerExistsError, and the winner's header is left
         as it was. KMS failures raise the typed `KmsError` subclass. For a
-        local container, the directories created on the way to it are made
-        durable in their parents before this returns (StorageError if they
-        cannot be).
+        local container, every directory above it on its file system is
+        fsynced before this returns, so the directories created on the way
+        to it (by this call or a concurrent one) are durable in their parents
+        (StorageError if they cannot be).
         """
         store = self._open(location)
-        header, parents = self._prepare(
+        header = self._prepare(
             store,
             key_id,
             encryption_context=encryption_context,
@@ -174,7 +175,7 @@ class ControlPlane:
             number_of_bytes=number_of_bytes,
         )
         self._write(store, header)
-        for error in sync_directories(parents).values():
+        for error in sync_directories(entry_parents(store)).values():
             raise error
         return header
 
@@ -188,8 +189,8 @@ class ControlPlane:
         labels: Mapping[str, str] | None,
         key_spec: str | None = "AES_256",
         number_of_bytes: int | None = None,
-    ) -> tuple[ContainerHeader, frozenset[Path]]:
-        """Check everything, then ask KMS: the header to write, and the directories that will need a sync."""
+    ) -> ContainerHeader:
+        """Check everything, then ask KMS: the header to write."""
         key_size = _params.check_key_size(key_spec, number_of_bytes)
         key_id = _params.check_key_id(key_id)
         tokens = _params.check_grant_tokens(grant_tokens)
@@ -199,7 +200,6 @@ class ControlPlane:
         created_at = _params.now_utc(self._clock)
 
         self._require_vacant(store)
-        parents = new_entry_parents(store)  # before anything is created: what this create will add
         generated = self._generate(key_id, encryption_context=context, grant_tokens=tokens, **key_size)
         header = ContainerHeader(
             container_id=container_id,
@@ -208,7 +208,7 @@ class ControlPlane:
             created_at=created_at,
             labels=checked_labels,
         )
-        return header, parents
+        return header
 
     @staticmethod
     def _write(store: Store, header: ContainerHeader) -> None:
@@ -367,11 +367,12 @@ class ControlPlane:
         The KMS calls are the throughput limit, so the header writes (a
         durable create-only write each) run on a second pool of
         `max_workers` threads: a worker hands its header over and takes the
-        next request's KMS call instead of waiting for the disk. A local
-        directory that gained entries (new container directories) is fsynced
-        once for the whole batch, after every header below it is written and
-        before anything is returned; if that fails, each container below it
-        is reported with the StorageError, not as created.
+        next request's KMS call instead of waiting for the disk. Every
+        directory above a local container created by the batch (on its file
+        system) is fsynced once for the whole batch, after every header
+        below it is written and before anything is returned; if that fails,
+        each container below it is reported with the StorageError, not as
+        created.
         """
         if not isinstance(requests, Iterable):
             raise ValidationError(f"requests must be an iterable of ContainerRequest, got {type(requests).__name__}")
@@ -400,7 +401,7 @@ class ControlPlane:
         try:
             store = self._open(request.location)
             location = store.url
-            header, parents = self._prepare(
+            header = self._prepare(
                 store,
                 request.key_id,
                 encryption_context=request.encryption_context,
@@ -412,11 +413,12 @@ class ControlPlane:
             failed: Future[_Provisioned] = Future()
             failed.set_result((ContainerResult(location=location, error=e), frozenset()))
             return failed
-        return writes.submit(self._commit, store, header, parents)
+        return writes.submit(self._commit, store, header)
 
-    def _commit(self, store: Store, header: ContainerHeader, parents: frozenset[Path]) -> _Provisioned:
+    def _commit(self, store: Store, header: ContainerHeader) -> _Provisioned:
         try:
             self._write(store, header)
+            parents = entry_parents(store)  # all of them: a shared parent may be another creation's, unsynced
         except Exception as e:  # noqa: BLE001 - as in _provision: every outcome is reported
             return ContainerResult(location=store.url, error=e), frozenset()
         return ContainerResult(location=store.url, header=header), parents

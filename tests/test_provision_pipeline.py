@@ -2,8 +2,9 @@
 
 Behaviour only (no timing): header writes are held back until every KMS call
 of the batch has finished, which only a batch that hands its writes to
-another pool can get through; the directories a batch adds entries to are
-fsynced once each, before the results come back; a failed sync (a fault
+another pool can get through; every directory above the containers of a
+batch (on their file system) is fsynced once, before the results come back,
+whoever made it; a failed sync (a fault
 injected between the header writes and the report) turns each container
 below that directory into an error, never a success. Local stores and
 LocalKms; every wait is bounded.
@@ -131,22 +132,70 @@ def requests_in(parent: Path, key: str, count: int) -> list[ContainerRequest]:
     return [ContainerRequest(location=str(parent / f"c{i}"), key_id=key) for i in range(count)]
 
 
-def test_a_batch_syncs_each_directory_it_added_entries_to_once(
+def above(path: Path) -> set[Path]:
+    """Every directory above `path` on its file system (what a creation there must sync)."""
+    device = path.stat().st_dev
+    found: set[Path] = set()
+    while path.parent != path and path.parent.stat().st_dev == device:
+        path = path.parent
+        found.add(path)
+    return found
+
+
+def test_a_batch_syncs_each_directory_above_its_containers_once(
     tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recording = RecordingOs()
     monkeypatch.setattr(durability, "os", recording)
     (tmp_path / "existing").mkdir()
-    (tmp_path / "existing" / "made-before").mkdir()  # an existing (empty) container directory adds no entry
+    (tmp_path / "existing" / "made-before").mkdir()  # an existing (empty) container directory
     requests = requests_in(tmp_path / "new" / "deeper", key, 5) + requests_in(tmp_path / "existing", key, 3)
     requests.append(ContainerRequest(location=str(tmp_path / "existing" / "made-before"), key_id=key))
 
     results = ControlPlane(kms).create_containers(requests, max_workers=4)
 
     assert all(result.ok for result in results)
-    # c0..c4 were added to new/deeper, deeper to new, new to tmp_path; c0..c2 to existing.
-    expected = [tmp_path / "new" / "deeper", tmp_path / "new", tmp_path, tmp_path / "existing"]
+    # Each directory once, whoever made it: new/deeper, new, existing, tmp_path and all above it.
+    expected = above(tmp_path / "new" / "deeper" / "c0") | above(tmp_path / "existing" / "c0")
     assert sorted(recording.synced) == sorted(expected)
+
+
+def test_a_shared_parent_is_synced_even_when_the_request_that_made_it_failed(
+    tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack finding: the request that created a shared new directory fails its header write (disk
+    full); the directory that gained that new directory's entry must still be synced before the others
+    below it are reported created."""
+    from envelope.storage import local
+
+    recording = RecordingOs()
+    monkeypatch.setattr(durability, "os", recording)
+    real_commit = local.LocalObjectWriter.commit
+
+    def commit(self: Any) -> None:
+        if os.readlink(f"/proc/self/fd/{self._dir_fd}").endswith("/c0"):
+            raise self._fail(StorageError("injected: no space left on device"))
+        real_commit(self)
+
+    monkeypatch.setattr(local.LocalObjectWriter, "commit", commit)
+    results = ControlPlane(kms).create_containers(requests_in(tmp_path / "shared", key, 4), max_workers=1)
+
+    assert isinstance(results[0].error, StorageError)
+    assert all(result.ok for result in results[1:])
+    assert tmp_path in recording.synced  # it holds the entry of the new directory "shared"
+    assert tmp_path / "shared" in recording.synced
+
+
+def test_a_create_under_a_parent_another_create_made_syncs_that_parents_entry_too(
+    tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack finding: A made root/new and has not synced root yet; B, created under root/new, must not
+    be reported created unless root (which holds the entry "new") is durable -- here it cannot be."""
+    root = tmp_path / "root"
+    (root / "new").mkdir(parents=True)  # as A's makedirs left it: made, its entry in root not yet synced
+    monkeypatch.setattr(durability, "os", RecordingOs(fail={root}))
+    with pytest.raises(StorageError, match="could not be made durable"):
+        ControlPlane(kms).create_container(str(root / "new" / "b"), key)
 
 
 def test_a_failed_sync_reports_the_containers_below_it_as_errors(
@@ -166,13 +215,13 @@ def test_a_failed_sync_reports_the_containers_below_it_as_errors(
     assert all(result.ok for result in results[3:])
 
 
-def test_a_single_create_syncs_what_it_added_and_fails_if_it_cannot(
+def test_a_single_create_syncs_every_directory_above_it_and_fails_if_it_cannot(
     tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recording = RecordingOs()
     monkeypatch.setattr(durability, "os", recording)
     ControlPlane(kms).create_container(str(tmp_path / "a" / "c"), key)
-    assert sorted(recording.synced) == [tmp_path, tmp_path / "a"]
+    assert sorted(recording.synced) == sorted(above(tmp_path / "a" / "c"))
 
     monkeypatch.setattr(durability, "os", RecordingOs(fail={tmp_path / "b"}))
     with pytest.raises(StorageError, match="could not be made durable"):

@@ -200,17 +200,35 @@ class IoThread:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def abandon(self, last: Callable[[], object]) -> None:
-        """From a finalizer: stop without waiting; `last()` runs once no call is in progress."""
+        """From a finalizer: stop without waiting; `last()` runs once no call is in progress.
+
+        `last` is chained to the calls that could not be cancelled (the one in progress), not
+        queued on the pool: a stream freed by the cycle collector has had the pool's weak
+        reference cleared first, which already queued the worker's stop, so anything queued
+        after it would never run.
+        """
         with self._lock:
             pool, self._pool = self._pool, None
             futures, self._futures = self._futures, []
-        for future in futures:
-            future.cancel()
-        if pool is None:
+        running = [future for future in futures if not future.cancel()]  # in progress, or done
+        _after_all(running, last)
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+def _after_all(futures: list[Future[Any]], last: Callable[[], object]) -> None:
+    """Run `last` once, when every one of `futures` is done (at once if they all are)."""
+    lock = threading.Lock()
+    left = [len(futures)]
+
+    def one_done(_: object) -> None:
+        with lock:
+            left[0] -= 1
+            fire = left[0] == 0
+        if fire:
             last()
-            return
-        try:
-            pool.submit(last)  # queued behind the call in progress, if any: the worker runs it next
-        except RuntimeError:  # the interpreter is shutting down: its exit hook already joined the thread
-            last()
-        pool.shutdown(wait=False)
+
+    if not futures:
+        last()
+    for future in futures:
+        future.add_done_callback(one_done)  # runs in the worker as the call returns, or here if it has

@@ -247,10 +247,7 @@ class MessageReader(io.BufferedIOBase):
         if self.closed:
             return
         try:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
-            self._io.close()  # no read in progress after this: the source may close
+            self._stop_helpers()
             self._ahead = self._window = None
             for plain in self._plain:
                 wipe(plain)
@@ -288,9 +285,19 @@ class MessageReader(io.BufferedIOBase):
             return step(*args)
         except BaseException as exc:
             self._error = exc
+            self._stop_helpers()  # no thread opens into a buffer after this, so the wipes hold
+            self._ahead = self._window = None
+            for plain in self._plain:
+                wipe(plain)
             wipe(self._plaintext)
             self._cached = -1
             raise
+
+    def _stop_helpers(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._io.close()  # no read in progress after this: the source may close
 
     def _read_new(self, n: int) -> bytes:
         if n > UNVERIFIED_ALLOCATION_LIMIT and self._layout.framed:

@@ -210,8 +210,10 @@ class MessageWriter(io.BufferedIOBase):
                     self._submit(None, batch)
 
     def close(self) -> None:
-        """Write the final frame and commit. After a failure, raises the sticky error."""
+        """Write the final frame and commit. After a failure, raises the sticky error (every time)."""
         if self.closed:
+            if self._error is not None and not isinstance(self._error, _Aborted):
+                raise self._error  # a retried close() must not look like a commit
             return
         if self._error is not None:
             super().close()
@@ -260,7 +262,7 @@ class MessageWriter(io.BufferedIOBase):
             if not self.closed:
                 if self._error is None:
                     self._error = _Aborted()
-                self._wipe_unsealed()
+                self._wipe_slots()
                 self._io.abandon(functools.partial(_abort_quietly, self._sink))
                 super().close()
 
@@ -417,6 +419,7 @@ class MessageWriter(io.BufferedIOBase):
         if self._error is None:
             self._error = exc
         self._shutdown()
+        self._wipe_slots()  # batches whose sealing was cancelled still hold the caller's plaintext
         _abort_quietly(self._sink)
 
     def _shutdown(self) -> None:
@@ -428,6 +431,13 @@ class MessageWriter(io.BufferedIOBase):
         for slot in self._slots:
             slot.future = slot.written = None
         self._wipe_unsealed()
+
+    def _wipe_slots(self) -> None:
+        """Wipe every batch buffer: on failure or abort, when no seal may finish (a seal still
+        running on an abandoned pool writes ciphertext over the zeros, never plaintext)."""
+        for slot in self._slots:
+            wipe(slot.view)
+        self._frames = self._fill = 0
 
     def _wipe_unsealed(self) -> None:
         if self._slots and (self._frames or self._fill):

@@ -8,9 +8,11 @@ streams did too (bounded joins, no sleeps).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pytest
 from hypothesis import given, settings
@@ -323,6 +325,84 @@ def test_a_dropped_writer_is_aborted_by_its_io_thread(small_batches: None) -> No
     assert sink.overlaps == 0
 
 
+class Holder:
+    """An ordinary object graph with a back-reference: what the cycle collector frees."""
+
+    me: object
+    stream: object
+
+
+@pytest.mark.parametrize("cyclic", [False, True], ids=["dropped", "freed by the cycle collector"])
+def test_a_writer_dropped_in_a_cycle_is_aborted_too(cyclic: bool, small_batches: None) -> None:
+    """Attack finding F4: the collector clears the pool's weak reference (queueing the worker's stop)
+    before the finalizer runs; the abort must still run after the write in progress."""
+    sink, w = gated_writer()
+    if cyclic:
+        holder = Holder()
+        holder.me, holder.stream = holder, w
+        del holder
+    del w
+    gc.collect()
+    assert sink.state == "open"  # behind the write in progress
+    sink.gate.set()
+    assert join_io_threads() == []
+    assert sink.state == "aborted"
+    assert sink.overlaps == 0
+
+
+class NeverSeals:
+    """A seal pool whose jobs stay queued until shutdown cancels them (a busy pool, deterministically)."""
+
+    def __init__(self) -> None:
+        self.futures: list[Future[object]] = []
+
+    def submit(self, fn: object, /, *args: object) -> Future[object]:
+        self.futures.append(Future())
+        return self.futures[-1]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for future in self.futures:
+            future.cancel()
+
+
+@pytest.mark.parametrize("how", ["abort", "drop"])
+def test_a_batch_whose_sealing_was_cancelled_is_wiped(how: str, small_batches: None) -> None:
+    """Attack finding F2: with threads >= 2, batches queued for sealing still held the caller's bytes
+    after a failure, an abort or a drop (only the batch being filled was wiped)."""
+    marker = b"PLAINTEXT-MARKER"  # one frame
+    w = new_writer(MemorySink(), threads=2)  # abort and failure share one path (_fail)
+    assert w._pool is not None
+    w._pool.shutdown()
+    w._pool = NeverSeals()  # type: ignore[assignment]
+    for _ in range(6):  # one batch of six frames, filled by small writes: sealed in place, queued
+        for i in range(0, F, 5):
+            w.write(marker[i : i + 5])
+    slots = list(w._slots)
+    assert any(marker in bytes(slot.view) for slot in slots)  # queued, not sealed: plaintext in the slot
+    if how == "abort":
+        w.abort()
+    else:
+        del w
+        gc.collect()
+    assert not any(marker in bytes(slot.view) for slot in slots)
+
+
+def test_close_after_a_failed_close_raises_again() -> None:
+    """Attack finding F5: a retried close() after a failure must not return as if it had committed."""
+    sink = FailingSink(2)  # the header is write 1, at construction
+    w = new_writer(sink)
+    w.write(plaintext_of(5))  # less than a frame: nothing reaches the sink before close
+    with pytest.raises(OSError, match="disk full"):
+        w.close()
+    for _ in range(2):
+        with pytest.raises(OSError, match="disk full"):
+            w.close()
+    assert sink.state == "aborted"
+    aborted = new_writer(MemorySink())
+    aborted.abort()
+    aborted.close()  # closing an aborted writer is not an error
+
+
 # -- read-ahead --
 
 
@@ -454,6 +534,46 @@ def test_a_reader_ended_mid_stream_closes_its_source_after_the_read_in_progress(
     assert source.closed
     assert source.after_close == 0
     assert source.overlaps == 0  # close() ran after the read in progress, not during it
+
+
+def test_a_failed_reader_wipes_what_it_opened_ahead_at_once(small_batches: None) -> None:
+    """Attack finding F3: after the sticky failure (not only at close) no opened batch stays in memory,
+    and no helper thread can open another into a wiped buffer."""
+    pt = plaintext_of(400 * F)
+    message = bytearray(reference(pt))
+    stride = F + REGULAR_FRAME_OVERHEAD
+    body_start = len(message) - 400 * stride - FINAL_FRAME_OVERHEAD
+    message[body_start + 350 * stride + REGULAR_FRAME_PREFIX] ^= 1
+    source = RecordingSource(bytes(message))
+    r = MessageReader(source, resolve_key=lambda h: KEY)
+    with pytest.raises(AuthenticationError):
+        read_all(r, 3 * F)
+    assert join_io_threads() == []  # the read-ahead thread stopped with the failure, before close
+    assert not any(bytes(buffer).strip(b"\0") for buffer in r._plain)
+    assert not bytes(r._plaintext).strip(b"\0")
+    r.close()
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["mid-stream", "after a failure"])
+def test_a_reader_freed_by_the_cycle_collector_closes_its_source(fail: bool, small_batches: None) -> None:
+    """Attack finding F4, reader side: a failed reader is always in a cycle (its error's traceback)."""
+    pt = plaintext_of(400 * F)
+    message = bytearray(reference(pt))
+    if fail:
+        stride = F + REGULAR_FRAME_OVERHEAD
+        message[len(message) - 400 * stride - FINAL_FRAME_OVERHEAD + 200 * stride + REGULAR_FRAME_PREFIX] ^= 1
+    source = RecordingSource(bytes(message))
+    r = MessageReader(source, resolve_key=lambda h: KEY)
+    holder = Holder()
+    holder.me, holder.stream = holder, r
+    with contextlib.suppress(AuthenticationError):
+        r.read(100 * F)
+        r.read(100 * F)
+    del r, holder
+    gc.collect()
+    assert join_io_threads() == []
+    assert source.closed
+    assert source.after_close == 0
 
 
 # -- when to overlap --

@@ -53,8 +53,10 @@ __all__ = ["MessageReader"]
 _T = TypeVar("_T")
 
 UNVERIFIED_ALLOCATION_LIMIT: Final = 4 << 20
-"""A `read` or `readall` that would allocate more than this many bytes authenticates the final
-frame first, so only a sealed plaintext size can make the reader allocate that much."""
+"""A read to the end (`read()`, `readall()`, or a `read(n)` with `n` past the end) that would allocate
+more than this many bytes authenticates the final frame first (one more small read of the source,
+once per reader), so only a sealed plaintext size can make the reader allocate that much. A `read(n)`
+that ends before the end allocates what its caller asked for."""
 
 
 class _PrefixView:
@@ -222,11 +224,12 @@ class MessageReader(io.BufferedIOBase):
                 if self._pos >= layout.plaintext_size:
                     self._guard(self._ensure_final)
                 return out
-        return self._read_new(max(0, min(size, layout.plaintext_size - pos)))
+        remaining = layout.plaintext_size - pos
+        return self._read_new(max(0, min(size, remaining)), claimed=size >= remaining)
 
     def readall(self) -> bytes:
         self._check()
-        return self._read_new(max(0, self._layout.plaintext_size - self._pos))
+        return self._read_new(max(0, self._layout.plaintext_size - self._pos), claimed=True)
 
     def read1(self, size: int = -1) -> bytes:
         """At most the rest of the current frame."""
@@ -299,12 +302,13 @@ class MessageReader(io.BufferedIOBase):
             self._pool = None
         self._io.close()  # no read in progress after this: the source may close
 
-    def _read_new(self, n: int) -> bytes:
-        if n > UNVERIFIED_ALLOCATION_LIMIT and self._layout.framed:
-            # The size comes from the stored length, which nothing has authenticated yet: a
-            # file grown sparse would have us allocate gigabytes to then fail on its first
-            # changed frame. The final frame sits where that length says; once it opens, the
-            # length is the sealed one.
+    def _read_new(self, n: int, *, claimed: bool) -> bytes:
+        """Read `n` bytes into a new bytes object; `claimed`: `n` comes from the stored length
+        (a read to the end), not from the size the caller asked for."""
+        if claimed and n > UNVERIFIED_ALLOCATION_LIMIT and self._layout.framed:
+            # The stored length is not authenticated yet: a file grown sparse would have us
+            # allocate gigabytes to then fail on its first changed frame. The final frame sits
+            # where that length says; once it opens, the length is the sealed one.
             self._guard(self._ensure_final)
         # Decrypt straight into the bytes object we return: BytesIO shares a bytes
         # initial value, lends it out writable, and getvalue() hands the same

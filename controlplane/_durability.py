@@ -42,7 +42,9 @@ def entry_parents(store: Store) -> frozenset[Path]:
     """
     if not isinstance(store, LocalStore):
         return frozenset()
-    path = Path(os.path.abspath(store.path))
+    # The real path: the store writes through any symbolic link in its root, so the directories it
+    # made are the target's (a concurrent creation may have reached them by another path).
+    path = Path(os.path.realpath(store.path))
     try:
         device: int | None = os.stat(path).st_dev
     except OSError:
@@ -65,12 +67,24 @@ def sync_directories(directories: Iterable[Path]) -> dict[Path, StorageError]:
     for directory in sorted(set(directories), key=lambda p: len(p.parts), reverse=True):
         try:
             fd = os.open(directory, _DIR_FLAGS)
+        except PermissionError:
+            # Not readable by us (a shared 0711 parent such as /home): not a directory this or any
+            # creation of ours made (they are made readable by their creator), so not ours to sync.
+            continue
+        except OSError as e:
+            failed[directory] = _not_durable(directory, e)
+            continue
+        try:
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as e:
-            error = StorageError(f"the container directory's entry in {str(directory)!r} could not be made durable")
-            error.__cause__ = e
-            failed[directory] = error
+            failed[directory] = _not_durable(directory, e)
     return failed
+
+
+def _not_durable(directory: Path, cause: OSError) -> StorageError:
+    error = StorageError(f"the container directory's entry in {str(directory)!r} could not be made durable")
+    error.__cause__ = cause
+    return error

@@ -113,9 +113,15 @@ def test_kms_calls_go_on_while_header_writes_wait(tmp_path: Path, kms: LocalKms,
 class RecordingOs:
     """`os` for the durability module, recording which directories are fsynced; can fail chosen ones."""
 
-    def __init__(self, fail: set[Path] | None = None) -> None:
+    def __init__(self, fail: set[Path] | None = None, unreadable: set[Path] | None = None) -> None:
         self.synced: list[Path] = []
         self.fail = fail or set()
+        self.unreadable = unreadable or set()
+
+    def open(self, path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(path) in self.unreadable:  # as a 0711 directory is to a non-root caller
+            raise PermissionError(13, "Permission denied", str(path))
+        return os.open(path, flags, *args, **kwargs)
 
     def fsync(self, fd: int) -> None:
         path = Path(os.readlink(f"/proc/self/fd/{fd}"))
@@ -226,3 +232,33 @@ def test_a_single_create_syncs_every_directory_above_it_and_fails_if_it_cannot(
     monkeypatch.setattr(durability, "os", RecordingOs(fail={tmp_path / "b"}))
     with pytest.raises(StorageError, match="could not be made durable"):
         ControlPlane(kms).create_container(str(tmp_path / "b" / "c"), key)
+
+
+def test_a_container_under_a_symlinked_directory_syncs_the_real_parents(
+    tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack finding: reached through a symbolic link, the directories above the link's *target* are
+    the ones a creation (this one, or a concurrent one by the real path) made; they must be synced."""
+    real = tmp_path / "y" / "deep" / "real"
+    real.mkdir(parents=True)  # as a concurrent creation by the real path left them: made, not synced
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "link").symlink_to(real)
+    recording = RecordingOs()
+    monkeypatch.setattr(durability, "os", recording)
+    ControlPlane(kms).create_container(str(tmp_path / "x" / "link" / "b"), key)
+    assert above(real.resolve() / "b") <= set(recording.synced)
+    assert tmp_path.resolve() / "y" / "deep" in recording.synced
+
+
+def test_an_ancestor_the_caller_cannot_read_is_not_ours_to_sync(
+    tmp_path: Path, kms: LocalKms, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack finding: a shared 0711 parent (such as /home) cannot be opened to fsync it; no creation of
+    ours made it, so a container below it is created, not reported as failed with its header written."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    recording = RecordingOs(unreadable={shared})
+    monkeypatch.setattr(durability, "os", recording)
+    ControlPlane(kms).create_container(str(shared / "alice" / "new" / "c"), key)
+    assert shared / "alice" in recording.synced and shared / "alice" / "new" in recording.synced
+    assert shared not in recording.synced

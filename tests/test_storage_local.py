@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,6 +228,34 @@ def test_a_writer_starts_writeback_every_8_mib_and_a_refused_hint_changes_nothin
     with store.open_writer("g") as writer:
         writer.write(data)
     assert store.get_bytes("g") == data
+
+
+def test_a_write_interrupted_between_partial_writes_is_never_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack finding: os.write wrote half, then a KeyboardInterrupt arrived before the rest; a caller
+    that catches it and commits must get an error, and nothing may be published."""
+    store = LocalStore(tmp_path / "store")
+    writer = store.open_writer("f")
+    real_write = os.write
+    calls = []
+
+    def half_then_interrupt(fd: int, data: Any) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "write", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write(b"x" * 1000)
+    monkeypatch.setattr(os, "write", real_write)
+    with pytest.raises(StorageError, match="interrupted"):
+        writer.commit()
+    with pytest.raises(StorageError):
+        writer.write(b"more")
+    assert not store.exists("f")
+    assert not [p for p in (tmp_path / "store").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_failed_write_is_sticky_and_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -680,6 +680,11 @@ class LocalObjectWriter(StickyWriterState):
                 view = view[os.write(self._fd, view) :]
         except OSError as e:
             raise self._fail(StorageError(f"cannot write {self._name!r}")) from e
+        except BaseException:
+            # Interrupted between two partial writes (KeyboardInterrupt, a signal handler's
+            # exception): part of `data` is in the file, so the object must never be committed.
+            self._fail(StorageError(f"a write of {self._name!r} was interrupted"))
+            raise
         self._writeback.wrote(total)  # the disk works while the next bytes are sealed
         return total
 

@@ -250,12 +250,7 @@ class MessageReader(io.BufferedIOBase):
         if self.closed:
             return
         try:
-            self._stop_helpers()
-            self._ahead = self._window = None
-            for plain in self._plain:
-                wipe(plain)
-            wipe(self._plaintext)
-            self._cached = -1
+            self._stop_and_wipe()
             if not self._source_closer_queued:
                 self._source.close()
         finally:
@@ -288,19 +283,20 @@ class MessageReader(io.BufferedIOBase):
             return step(*args)
         except BaseException as exc:
             self._error = exc
-            self._stop_helpers()  # no thread opens into a buffer after this, so the wipes hold
-            self._ahead = self._window = None
-            for plain in self._plain:
-                wipe(plain)
-            wipe(self._plaintext)
-            self._cached = -1
+            self._stop_and_wipe()
             raise
 
-    def _stop_helpers(self) -> None:
+    def _stop_and_wipe(self) -> None:
+        """On close or failure: stop the helper threads, then wipe every plaintext buffer."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        self._io.close()  # no read in progress after this: the source may close
+        self._io.close()  # no read in progress after this: the source may close, the wipes hold
+        self._ahead = self._window = None
+        for plain in self._plain:
+            wipe(plain)
+        wipe(self._plaintext)
+        self._cached = -1
 
     def _read_new(self, n: int, *, claimed: bool) -> bytes:
         """Read `n` bytes into a new bytes object; `claimed`: `n` comes from the stored length
@@ -382,8 +378,9 @@ class MessageReader(io.BufferedIOBase):
         waited = 0.0
         window = self._window
         if window is None or not window[0] <= first < first + count <= window[1]:
-            ahead, self._ahead = self._ahead, None
+            ahead = self._ahead
             if ahead is not None and ahead[0] <= first < first + count <= ahead[1]:
+                self._ahead = None
                 try:
                     ahead[3].result()  # a failed read or a bad frame raises here, in the caller's thread
                 except BaseException:
@@ -391,8 +388,7 @@ class MessageReader(io.BufferedIOBase):
                     raise
                 window = (*ahead[:3], True)
             else:
-                if ahead is not None:
-                    wait([ahead[3]])
+                self._settle_ahead()
                 hi = min((first // batch + 1) * batch, final)
                 started = time.perf_counter()
                 _read_fully(self._source, layout.frame_offset(first), self._buffer(0, (hi - first) * stride))

@@ -430,7 +430,7 @@ class ControlPlane:
 
 
 def _durable(result: ContainerResult, parents: frozenset[Path], failed: Mapping[Path, Exception]) -> ContainerResult:
-    """`result`, unless a directory its creation added an entry to could not be synced."""
+    """`result`, unless a directory above its container could not be synced."""
     for parent in sorted(parents):
         if parent in failed:
             return ContainerResult(location=result.location, error=failed[parent])

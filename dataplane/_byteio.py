@@ -152,19 +152,19 @@ def writable_byte_view(buffer: object) -> memoryview:
 class IoThread:
     """One helper thread that runs a stream's I/O calls in the order they were submitted.
 
-    The writer hands it `sink.write` of the batch it just sealed and seals the
-    next one meanwhile; the reader hands it `source.readinto_at` of the next
-    batch and decrypts the current one meanwhile (both calls release the GIL
-    in the kernel, and AES-GCM releases it too). The thread starts on the
-    first `submit`, so a stream of one batch never starts it. It only moves
-    bytes: no key, cipher or plaintext-producing call ever runs on it.
+    The writer hands it `sink.write` of the batch it just sealed (ciphertext
+    only) and seals the next one meanwhile; the reader hands it the fetch
+    *and opening* of the next batch into a plaintext buffer of its own, which
+    the caller copies out only once the whole batch verified. Reads, writes
+    and AES-GCM all release the GIL. The thread starts on the first
+    `submit`, so a stream of one batch never starts it.
 
     Lifetime: `close()` waits for the call in progress and cancels the rest
     (explicit closes, failures); `abandon(last)` is for finalizers, which must
     not join threads: it cancels what has not started and runs `last` (closing
-    or aborting the stream's sink or source) after the call in progress, on
-    the helper thread -- never concurrently with it -- and lets the thread
-    exit. Nothing references the stream that owns it, so dropping the stream
+    or aborting the stream's sink or source) once the call in progress
+    returns -- on the helper thread, never concurrently with it; at once if
+    none is in progress -- and lets the thread exit. Nothing references the stream that owns it, so dropping the stream
     still runs its finalizer.
     """
 
